@@ -1,0 +1,5 @@
+"""``python -m lrkit`` runs the command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,28 @@
+"""The ``lrkit`` command line: a thin layer that parses options and calls the library."""
+
+from __future__ import annotations
+
+import typer
+
+from . import schedule as _schedule
+
+app = typer.Typer(
+    name="lrkit",
+    help="Find a learning rate, schedule it, and show the effect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Find a learning rate, schedule it, and show the effect."""
+
+
+_schedule.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``lrkit`` console script."""
+    app()

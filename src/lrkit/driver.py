@@ -1,0 +1,371 @@
+"""The driver: writes schedule values into a PyTorch optimizer's param groups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from .schedules import Hyper, Schedule
+
+__all__ = ["Scheduler"]
+
+ScheduleArg = Schedule | Sequence[Schedule] | None
+
+_BLOCK = 1024
+
+
+class _Table:
+    """Values of one schedule, evaluated vectorised a block of steps at a time."""
+
+    __slots__ = ("lo", "ratio", "schedule", "values")
+
+    def __init__(self, schedule: Schedule, ratio: float = 1.0) -> None:
+        self.schedule = schedule
+        self.ratio = ratio
+        self.lo = -1
+        self.values: list[float] = []
+
+    def at(self, t: int) -> float:
+        i = t - self.lo
+        if self.lo < 0 or not 0 <= i < len(self.values):
+            self.lo = t
+            self.values = [v * self.ratio for v in self.schedule.table(t, t + _BLOCK)]
+            i = 0
+        return self.values[i]
+
+    def clear(self) -> None:
+        self.lo = -1
+        self.values = []
+
+
+class _Track:
+    """One scheduled hyperparameter (lr, momentum or weight_decay) across the param groups."""
+
+    __slots__ = ("key", "name", "ratios", "schedules", "slot")
+
+    def __init__(
+        self,
+        name: str,
+        key: str,
+        slot: int | None,
+        schedules: list[Schedule],
+        ratios: list[float],
+    ) -> None:
+        self.name = name
+        self.key = key
+        self.slot = slot
+        self.schedules = schedules
+        self.ratios = ratios
+
+
+def _describe(schedule: Schedule) -> dict[str, Any]:
+    try:
+        return schedule.to_dict()
+    except TypeError:
+        return {"type": "unserialisable", "repr": repr(schedule)}
+
+
+def _read(group: dict[str, Any], key: str, slot: int | None) -> float:
+    v = group[key] if slot is None else group[key][slot]
+    return float(v.item() if isinstance(v, torch.Tensor) else v)
+
+
+def _write(group: dict[str, Any], key: str, slot: int | None, value: float) -> None:
+    if slot is None:
+        old = group[key]
+        if isinstance(old, torch.Tensor):
+            old.fill_(value)
+        else:
+            group[key] = value
+    else:
+        pair = group[key]
+        if isinstance(pair, tuple):
+            group[key] = (value, *pair[1:])
+        elif isinstance(pair[slot], torch.Tensor):
+            pair[slot].fill_(value)
+        else:
+            pair[slot] = value
+
+
+class Scheduler(LRScheduler):
+    """Drive an optimizer's learning rate, momentum and weight decay with lrkit schedules.
+
+    ``Scheduler(optimizer, lr=schedule)`` writes ``schedule(0)`` into the param groups at once and
+    ``schedule(t)`` after the ``t``-th call of :meth:`step` (call it after each
+    ``optimizer.step()``). ``lr`` may also be a :class:`~lrkit.schedules.Hyper` such as
+    ``one_cycle(...)``, whose momentum schedule is then used too.
+
+    Several param groups keep their ratios (discriminative learning rates): with one schedule, a
+    group whose initial value is ``v_g`` gets ``schedule(t) · v_g / max_g v_g``, so the group with
+    the largest value follows the schedule exactly and a group with weight decay 0 keeps 0. Give a
+    list with one schedule per group to set each group yourself.
+
+    Momentum is written to ``momentum`` for SGD-like optimizers and to ``betas[0]`` for Adam-like
+    ones. Scheduling momentum on an optimizer with neither, or on SGD built with ``momentum=0``,
+    raises instead of switching momentum on silently.
+
+    It is a ``torch.optim.lr_scheduler.LRScheduler``, so it works wherever a PyTorch scheduler
+    does, but unlike PyTorch's schedulers it writes no extra keys into the param groups, does not
+    wrap ``optimizer.step``, holds the final values after a schedule ends instead of raising, and
+    its ``state_dict`` holds the step and the schedules' configuration (never code):
+    ``load_state_dict`` on a freshly built driver continues exactly.
+
+    With ``scaler`` (a ``torch.amp.GradScaler``), :meth:`step` advances only if the optimizer
+    really stepped since the previous call, so a step the scaler skipped on inf/NaN gradients does
+    not move the schedule. Calling :meth:`step` every micro-batch under gradient accumulation is
+    then also safe.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr: Schedule | Hyper | Sequence[Schedule] | None = None,
+        momentum: ScheduleArg = None,
+        weight_decay: ScheduleArg = None,
+        *,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if isinstance(lr, Hyper):
+            if momentum is not None and lr.momentum is not None:
+                raise ValueError(
+                    "momentum is given twice: by lr (a Hyper with a momentum schedule) and by "
+                    "momentum=; build the Hyper with momentum=None or drop momentum="
+                )
+            momentum = lr.momentum if momentum is None else momentum
+            lr = lr.lr
+        if lr is None and momentum is None and weight_decay is None:
+            raise ValueError("give at least one schedule: lr=, momentum= or weight_decay=")
+        self.optimizer = optimizer
+        groups = optimizer.param_groups
+        self._tracks: list[_Track] = []
+        for name, arg in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+            if arg is None:
+                continue
+            key, slot = self._locate(name)
+            scheds = self._per_group(name, arg, len(groups))
+            bases = [_read(g, key, slot) for g in groups]
+            if isinstance(arg, Schedule):
+                top = max(bases)
+                ratios = [b / top if top > 0 else 1.0 for b in bases]
+            else:
+                ratios = [1.0] * len(groups)
+            self._tracks.append(_Track(name, key, slot, scheds, ratios))
+        self._build_writers()
+        self._step = 0
+        self.last_epoch = 0
+        self._step_count = 1
+        self._get_lr_called_within_step = False
+        self.base_lrs = [_read(g, "lr", None) for g in groups]
+        self._scaler = scaler
+        self._updates = [0]
+        self._seen_updates = 0
+        self._hook = None
+        if scaler is not None:
+            counter = self._updates
+
+            def _count(opt: Optimizer, args: Any, kwargs: Any) -> None:
+                counter[0] += 1
+
+            self._hook = optimizer.register_step_post_hook(_count)
+        self._apply()
+
+    def _build_writers(self) -> None:
+        """One table per (schedule, ratio), values pre-scaled; fast path for plain floats."""
+        tables: dict[tuple[int, float], _Table] = {}
+        self._fast: list[tuple[dict[str, Any], str, _Table]] = []
+        self._slow: list[tuple[dict[str, Any], str, int | None, _Table]] = []
+        for tr in self._tracks:
+            for group, sched, ratio in zip(
+                self.optimizer.param_groups, tr.schedules, tr.ratios, strict=True
+            ):
+                table = tables.setdefault((id(sched), ratio), _Table(sched, ratio))
+                if tr.slot is None and not isinstance(group[tr.key], torch.Tensor):
+                    self._fast.append((group, tr.key, table))
+                else:
+                    self._slow.append((group, tr.key, tr.slot, table))
+        self._tables = list(tables.values())
+        self._roots = list({id(t.schedule): t.schedule for t in self._tables}.values())
+
+    # -- set-up helpers ---------------------------------------------------------------------------
+    def _locate(self, name: str) -> tuple[str, int | None]:
+        group = self.optimizer.param_groups[0]
+        opt = type(self.optimizer).__name__
+        if name == "lr":
+            return "lr", None
+        if name == "weight_decay":
+            if "weight_decay" not in group:
+                raise ValueError(f"{opt} has no weight_decay to schedule; pass weight_decay=None")
+            return "weight_decay", None
+        if "momentum" in group:
+            if all(float(g["momentum"]) == 0.0 for g in self.optimizer.param_groups):
+                raise ValueError(
+                    f"{opt} was built with momentum=0, and scheduling momentum would switch it on. "
+                    f"Build it with the momentum you want (for example {opt}(params, lr=..., "
+                    "momentum=0.9)), or pass momentum=None (for one_cycle: one_cycle(..., "
+                    "momentum=None))"
+                )
+            return "momentum", None
+        if "betas" in group:
+            return "betas", 0
+        raise ValueError(
+            f"{opt} has neither momentum nor betas, so momentum cannot be scheduled; pass "
+            "momentum=None (for one_cycle: one_cycle(..., momentum=None))"
+        )
+
+    @staticmethod
+    def _per_group(name: str, arg: Schedule | Sequence[Schedule], n: int) -> list[Schedule]:
+        if isinstance(arg, Schedule):
+            return [arg] * n
+        if isinstance(arg, Hyper):
+            raise TypeError(f"{name}= takes a schedule; a Hyper (one_cycle(...)) goes in lr=")
+        items = list(arg)
+        if len(items) != n:
+            raise ValueError(
+                f"{name} has {len(items)} schedules but the optimizer has {n} param groups; give "
+                "one schedule per group, or a single schedule to scale every group by its ratio"
+            )
+        for i, s in enumerate(items):
+            if not isinstance(s, Schedule):
+                raise TypeError(
+                    f"{name}[{i}] must be an lrkit schedule, got {type(s).__name__}; wrap a "
+                    "function with lrkit.schedules.custom(fn)"
+                )
+        return items
+
+    # -- stepping ---------------------------------------------------------------------------------
+    def _apply(self) -> None:
+        t = self._step
+        for group, key, table in self._fast:
+            i = t - table.lo
+            values = table.values
+            group[key] = values[i] if 0 <= i < len(values) else table.at(t)
+        for group, key, slot, table in self._slow:
+            _write(group, key, slot, table.at(t))
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def step(self, epoch: None = None, *, metric: float | None = None) -> None:  # type: ignore[override]
+        """Advance one optimizer update and write the new values.
+
+        ``metric`` (optional) is also reported to metric-driven pieces, as :meth:`observe` does.
+        """
+        if epoch is not None:
+            raise TypeError(
+                "Scheduler.step() takes no epoch: it advances one optimizer update. Write "
+                "schedules in epochs with lrkit.schedules.per_epoch(schedule, steps_per_epoch)"
+            )
+        advance = True
+        if self._hook is not None:
+            advance = self._updates[0] != self._seen_updates
+            self._seen_updates = self._updates[0]
+        if advance:
+            self._step += 1
+            self.last_epoch = self._step
+            self._step_count += 1
+            self._apply()
+        if metric is not None:
+            self.observe(metric)
+
+    def observe(self, metric: float) -> None:
+        """Report a metric (for example the validation loss) to metric-driven pieces such as
+        :func:`~lrkit.schedules.reduce_on_plateau`, at the current step."""
+        changed = False
+        for root in self._roots:
+            changed |= root.observe(float(metric), self._step)
+        if changed:
+            for table in self._tables:
+                table.clear()
+            self._apply()
+
+    # -- inspection -------------------------------------------------------------------------------
+    @property
+    def current_step(self) -> int:
+        """The step whose values are in the optimizer now (0 before the first :meth:`step`)."""
+        return self._step
+
+    def get_lr(self) -> list[float | torch.Tensor]:
+        """The learning rate of each param group at the current step."""
+        return [_read(g, "lr", None) for g in self.optimizer.param_groups]
+
+    def values(self) -> dict[str, list[float]]:
+        """Current value of each scheduled hyperparameter, per param group."""
+        return {
+            tr.name: [_read(g, tr.key, tr.slot) for g in self.optimizer.param_groups]
+            for tr in self._tracks
+        }
+
+    @property
+    def schedules(self) -> dict[str, list[Schedule]]:
+        """The schedule driving each hyperparameter, per param group."""
+        return {tr.name: list(tr.schedules) for tr in self._tracks}
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _stateful(self) -> list[Schedule]:
+        out: list[Schedule] = []
+        for root in self._roots:
+            out.extend(root.stateful())
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Step, schedule configuration, group ratios and metric-driven state (plain types)."""
+        return {
+            "step": self._step,
+            "schedules": {tr.name: [_describe(s) for s in tr.schedules] for tr in self._tracks},
+            "ratios": {tr.name: list(tr.ratios) for tr in self._tracks},
+            "stateful": [s.state_dict() for s in self._stateful()],  # type: ignore[attr-defined]
+            "seen_updates": self._seen_updates,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any], *, strict: bool = True) -> None:
+        """Continue from :meth:`state_dict` output, on a driver built with the same schedules.
+
+        With ``strict`` (default) a checkpoint made with other schedules is refused with a
+        message naming the difference, rather than silently mixing two runs.
+        """
+        if not isinstance(state_dict, dict) or "step" not in state_dict:
+            raise ValueError("expected the dict returned by lrkit.Scheduler.state_dict()")
+        saved = state_dict.get("schedules", {})
+        mine = {tr.name: [_describe(s) for s in tr.schedules] for tr in self._tracks}
+        if strict and saved != mine:
+            raise ValueError(
+                "the checkpoint was made with other schedules than this Scheduler has.\n"
+                f"  checkpoint: {saved}\n  this run:   {mine}\n"
+                "Build the Scheduler with the same schedules, or pass strict=False to keep "
+                "the new schedules and restore only the step."
+            )
+        for tr in self._tracks:
+            ratios = state_dict.get("ratios", {}).get(tr.name)
+            if ratios is not None and len(ratios) == len(tr.ratios):
+                tr.ratios = [float(r) for r in ratios]
+        self._build_writers()
+        states = state_dict.get("stateful", [])
+        pieces = self._stateful()
+        if len(states) == len(pieces):
+            for piece, st in zip(pieces, states, strict=True):
+                piece.load_state_dict(st)  # type: ignore[attr-defined]
+        elif strict:
+            raise ValueError(
+                f"the checkpoint holds {len(states)} metric-driven schedule states but this "
+                f"Scheduler has {len(pieces)}"
+            )
+        self._step = int(state_dict["step"])
+        self.last_epoch = self._step
+        self._seen_updates = int(state_dict.get("seen_updates", 0))
+        self._updates[0] = self._seen_updates
+        self._apply()
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{tr.name}={tr.schedules[0]!r}"
+            if all(s is tr.schedules[0] for s in tr.schedules)
+            else f"{tr.name}={tr.schedules!r}"
+            for tr in self._tracks
+        )
+        return f"Scheduler({type(self.optimizer).__name__}, {parts}, step={self._step})"

@@ -1,0 +1,85 @@
+"""Matplotlib helpers. Matplotlib is imported when a function here is called, never before."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .schedules import Hyper, Schedule
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["new_figure", "plot_schedule", "save_figure"]
+
+
+def new_figure(width: float = 7.0, height: float = 3.6) -> Figure:
+    """A figure that needs no display (no pyplot state, safe on headless machines)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` (format from the suffix), creating the folder."""
+    folder = os.path.dirname(os.fspath(path))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+
+
+def plot_schedule(
+    schedule: Schedule | Hyper,
+    steps: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    log: bool = False,
+) -> Figure:
+    """Draw the learning rate (and momentum, when the schedule has one) against the step.
+
+    ``steps`` defaults to the schedule's length (required for endless schedules). Writes a PNG
+    (or any matplotlib format) to ``path`` when given, draws into ``ax`` when given, and returns
+    the figure either way.
+    """
+    lr = schedule.lr if isinstance(schedule, Hyper) else schedule
+    momentum = schedule.momentum if isinstance(schedule, Hyper) else None
+    if not isinstance(lr, Schedule):
+        raise TypeError(f"expected an lrkit schedule or Hyper, got {type(schedule).__name__}")
+    n = steps if steps is not None else lr.steps
+    if n is None:
+        raise ValueError(f"{lr!r} never ends: pass steps= to choose how much of it to draw")
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"steps must be a positive int, got {n!r}")
+    t = np.arange(n)
+    if ax is None:
+        fig = new_figure()
+        ax = fig.subplots()
+    else:
+        fig = ax.get_figure()  # type: ignore[assignment]
+    ax.plot(t, lr(t), color="C0", lw=1.8, label="learning rate")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate", color="C0")
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    handles: list[Any] = ax.get_lines()
+    if momentum is not None:
+        ax2 = ax.twinx()
+        ax2.plot(t, momentum(t), color="C1", lw=1.4, ls="--", label="momentum")
+        ax2.set_ylabel("momentum", color="C1")
+        handles = handles + ax2.get_lines()
+        ax.legend(handles, [str(h.get_label()) for h in handles], loc="best", fontsize=8)
+    ax.set_title(title if title is not None else _short(repr(lr)), fontsize=9)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _short(text: str, width: int = 90) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

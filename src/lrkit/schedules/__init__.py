@@ -1,0 +1,73 @@
+"""Pure learning-rate (and momentum, weight-decay) schedules.
+
+A schedule is an immutable function of the optimizer step: ``s(step)`` gives a float, ``s(array)``
+an array, ``s.steps`` its length (``None`` if endless), and past its end it holds its final value.
+Compose them with :func:`sequence`, :func:`warmup`, :func:`product`, :func:`per_epoch`, ... and
+drive a PyTorch optimizer with :class:`lrkit.Scheduler`.
+"""
+
+from ._base import Schedule, from_dict
+from .basic import (
+    constant,
+    cosine,
+    custom,
+    exponential,
+    geometric,
+    linear,
+    multistep,
+    polynomial,
+    step,
+)
+from .compose import (
+    Product,
+    Sequence,
+    Warmup,
+    clamp,
+    per_epoch,
+    product,
+    repeat,
+    scale,
+    sequence,
+    take,
+    warmup,
+    wsd,
+)
+from .cyclic import cyclic, cyclic_momentum, exp_range, sgdr, triangular, triangular2
+from .onecycle import Hyper, one_cycle, piecewise
+from .plateau import reduce_on_plateau
+
+__all__ = [
+    "Hyper",
+    "Product",
+    "Schedule",
+    "Sequence",
+    "Warmup",
+    "clamp",
+    "constant",
+    "cosine",
+    "custom",
+    "cyclic",
+    "cyclic_momentum",
+    "exp_range",
+    "exponential",
+    "from_dict",
+    "geometric",
+    "linear",
+    "multistep",
+    "one_cycle",
+    "per_epoch",
+    "piecewise",
+    "polynomial",
+    "product",
+    "reduce_on_plateau",
+    "repeat",
+    "scale",
+    "sequence",
+    "sgdr",
+    "step",
+    "take",
+    "triangular",
+    "triangular2",
+    "warmup",
+    "wsd",
+]

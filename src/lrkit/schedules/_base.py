@@ -1,0 +1,219 @@
+"""The schedule protocol shared by every schedule in :mod:`lrkit.schedules`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+StepLike = int | float | np.integer[Any] | np.floating[Any]
+
+_REGISTRY: dict[str, type[Schedule]] = {}
+
+S = TypeVar("S", bound="Schedule")
+
+
+def register(cls: type[S]) -> type[S]:
+    """Record a schedule class under its public name so :func:`from_dict` can rebuild it."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+class Schedule:
+    """A pure function of the optimizer step.
+
+    Calling ``s(step)`` with an ``int`` returns a ``float``; calling it with a NumPy array of steps
+    returns an array of the same shape with the same values. ``s.steps`` is the schedule's length
+    (``None`` when it never ends); past its end a schedule holds its final value. Schedules are
+    immutable, hashable where their arguments are, picklable, and ``from_dict(s.to_dict()) == s``.
+    Resuming needs nothing but the step.
+    """
+
+    name: ClassVar[str] = "schedule"
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _values(self, t: FloatArray) -> FloatArray:
+        """Vectorised evaluation on non-negative steps (float64 array, any shape)."""
+        raise NotImplementedError
+
+    if TYPE_CHECKING:
+
+        @property
+        def steps(self) -> int | None:
+            """Length in optimizer steps, or ``None`` if the schedule never ends."""
+
+    @overload
+    def __call__(self, step: StepLike) -> float: ...
+
+    @overload
+    def __call__(self, step: npt.ArrayLike) -> FloatArray: ...
+
+    def __call__(self, step: StepLike | npt.ArrayLike) -> float | FloatArray:
+        scalar = np.ndim(step) == 0
+        t = np.asarray(step, dtype=np.float64)
+        if not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise ValueError(
+                f"steps must be finite and >= 0, got {step!r}; schedules count optimizer "
+                "updates from 0"
+            )
+        out = self._values(t)
+        if scalar:
+            return float(out.reshape(()))
+        return np.asarray(out, dtype=np.float64)
+
+    def table(self, start: int, stop: int) -> list[float]:
+        """Values for steps ``start .. stop-1`` as a list of floats (used by the driver)."""
+        return [float(v) for v in self._values(np.arange(start, stop, dtype=np.float64))]
+
+    # -- stateful pieces (metric-driven) ------------------------------------------------------
+    def children(self) -> tuple[Schedule, ...]:
+        """Schedules this one is built from (empty for a primitive)."""
+        return tuple(
+            v
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            for v in _flatten(getattr(self, f.name))
+            if isinstance(v, Schedule)
+        )
+
+    def observe(self, metric: float, step: int) -> bool:
+        """Feed a metric seen at ``step`` to the metric-driven pieces, rebasing the step.
+
+        Returns True when some piece changed its values. Pure schedules ignore metrics.
+        """
+        changed = False
+        for child in self.children():
+            changed |= child.observe(metric, step)
+        return changed
+
+    def stateful(self) -> list[Schedule]:
+        """Metric-driven pieces inside this schedule, in a fixed order."""
+        out: list[Schedule] = []
+        for child in self.children():
+            out.extend(child.stateful())
+        return out
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description; :func:`from_dict` rebuilds an equal schedule."""
+        out: dict[str, Any] = {"type": self.name}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[f.name] = _encode(getattr(self, f.name), self)
+        return out
+
+    def __repr__(self) -> str:
+        args = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if f.repr
+            and not (f.default is not dataclasses.MISSING and getattr(self, f.name) == f.default)
+        )
+        return f"{self.name}({args})"
+
+
+def _flatten(value: Any) -> Iterator[Any]:
+    if isinstance(value, tuple):
+        for v in value:
+            yield from _flatten(v)
+    else:
+        yield value
+
+
+def _encode(value: Any, owner: Schedule) -> Any:
+    if isinstance(value, Schedule):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_encode(v, owner) for v in value]
+    if callable(value):
+        raise TypeError(
+            f"{owner.name}(...) holds the Python callable {_callable_name(value)}, which cannot be "
+            "written to a dict or JSON. Use a built-in option instead (for example mode="
+            "'triangular2' or 'exp_range' rather than a scale_fn), or rebuild the schedule in code "
+            "and restore only the step."
+        )
+    return value
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, Mapping) and "type" in value:
+        return from_dict(value)
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    return value
+
+
+def from_dict(d: Mapping[str, Any]) -> Schedule:
+    """Rebuild a schedule from :meth:`Schedule.to_dict` output."""
+    if not isinstance(d, Mapping) or "type" not in d:
+        raise ValueError(f"expected a dict with a 'type' key from Schedule.to_dict(), got {d!r}")
+    kind = d["type"]
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown schedule type {kind!r}; known types: {sorted(_REGISTRY)}")
+    kwargs = {k: _decode(v) for k, v in d.items() if k != "type"}
+    return cls(**kwargs)
+
+
+# -- validation helpers ----------------------------------------------------------------------------
+def check_finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: float) -> float:
+    v = check_finite(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def check_non_negative(name: str, value: float) -> float:
+    v = check_finite(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def check_length(name: str, value: int | None, *, allow_none: bool = False) -> int | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{name} is required: give a positive number of optimizer steps")
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be a positive int (optimizer steps), got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number of optimizer steps, got {value}")
+    return int(value)
+
+
+def check_schedule(name: str, value: Any) -> Schedule:
+    if not isinstance(value, Schedule):
+        raise TypeError(
+            f"{name} must be an lrkit schedule (for example lrkit.schedules.cosine(...)), got "
+            f"{type(value).__name__}; wrap a plain function with lrkit.schedules.custom(fn)"
+        )
+    return value
+
+
+def setattr_frozen(obj: object, name: str, value: Any) -> None:
+    """Normalise a field of a frozen dataclass in ``__post_init__``."""
+    object.__setattr__(obj, name, value)
+
+
+def check_steps(name: str, value: int) -> int:
+    """A required positive length in optimizer steps."""
+    out = check_length(name, value)
+    if out is None:  # pragma: no cover - check_length raises for None
+        raise ValueError(f"{name} is required")
+    return out
