@@ -16,7 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lrkit schedule one-cycle --peak 0.8 --steps 1000 --out runs/demo/one_cycle.png
+	$(BIN)/lrkit demo --out runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from . import experiments as _experiments
+from . import find as _find
 from . import schedule as _schedule
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ def _root() -> None:
 
 
 _schedule.register(app)
+_find.register(app)
+_experiments.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,29 @@
+"""Experiments: recipes from the literature, sweeps over seeds, a durable results store, and an
+HTML report."""
+
+from .recipes import RECIPES, Recipe, RecipeRun, compare, get_recipe, run_recipe, steps_to
+from .report import write_report
+from .store import RunDir, TrialRecord
+from .summary import Arm, group_arms, mean_std
+from .sweep import Trial, run_trials
+from .trial import find_lr, run_trial
+
+__all__ = [
+    "RECIPES",
+    "Arm",
+    "Recipe",
+    "RecipeRun",
+    "RunDir",
+    "Trial",
+    "TrialRecord",
+    "compare",
+    "find_lr",
+    "get_recipe",
+    "group_arms",
+    "mean_std",
+    "run_recipe",
+    "run_trial",
+    "run_trials",
+    "steps_to",
+    "write_report",
+]

@@ -1,0 +1,511 @@
+"""The literature's experiments as recipes: each states the claim it tests and its source."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import schedules as S
+from ..finder import RangeTestResult
+from ..schedules import Hyper, Schedule
+from ..tasks import Task, get_task
+from ..train.history import History
+from .store import RunDir, TrialRecord
+from .summary import Arm, group_arms, mean_std
+from .sweep import ProgressFn, Trial, run_trials
+from .trial import encode_lr, find_lr, run_trial, task_lr
+
+__all__ = [
+    "RECIPES",
+    "Context",
+    "Recipe",
+    "RecipeRun",
+    "compare",
+    "get_recipe",
+    "run_recipe",
+    "steps_to",
+]
+
+
+def steps_to(history: History, threshold: float) -> int | None:
+    """Optimizer steps at the first evaluation whose metric reaches ``threshold``."""
+    for step, m in zip(history.eval_step, history.metric, strict=False):
+        if math.isfinite(m) and m >= threshold:
+            return int(step)
+    return None
+
+
+@dataclass
+class Context:
+    """What a recipe needs to build its trials."""
+
+    task: Task
+    seeds: int
+    steps: int
+    run_dir: RunDir
+    peak: float | None = None
+    steps_per_epoch: int = 1
+    spec: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eval_every(self) -> int:
+        """Evaluate twice per epoch, so steps to a target are measured to half an epoch."""
+        return max(1, self.steps_per_epoch // 2)
+
+    def range_test(self, optimizer: str, batch_size: int | None = None) -> RangeTestResult:
+        """The task's range test for ``optimizer`` (cached in the run directory)."""
+        bs = batch_size or self.task.batch_size
+        cache = self.run_dir.path / "range_tests" / f"{optimizer}-batch{bs}.json"
+        return find_lr(self.task, optimizer, batch_size=bs, cache=cache)
+
+    def bounds(
+        self, optimizer: str, kind: str = "one_cycle", batch_size: int | None = None
+    ) -> tuple[float, float]:
+        """``(base, peak)`` from the range test, or from ``--peak`` when given."""
+        divisor = 10.0 if kind == "one_cycle" else 4.0
+        if self.peak is not None:
+            return self.peak / divisor, self.peak
+        result = self.range_test(optimizer, batch_size)
+        sug = result.suggest()
+        if sug.lr is None:
+            raise ValueError(
+                f"the range test of {self.task.name} with {optimizer} found no clear descent "
+                f"({sug.reason}); give the peak yourself with --peak"
+            )
+        base, peak = result.bounds(kind)  # type: ignore[arg-type]
+        self.notes.append(
+            f"range test ({optimizer}, batch {batch_size or self.task.batch_size}): suggested "
+            f"peak {peak:.3g} (band {sug.low:.3g}–{sug.high:.3g}), base {base:.3g}"
+        )
+        return base, peak
+
+    def trials(
+        self,
+        arm: str,
+        optimizer: str,
+        lr: float | Schedule | Hyper,
+        *,
+        steps: int | None = None,
+        momentum: float | Schedule | None = None,
+        weight_decay: float = 0.0,
+        batch_size: int | None = None,
+    ) -> list[Trial]:
+        """One trial per seed of one arm."""
+        out = []
+        for seed in range(self.seeds):
+            cfg: dict[str, Any] = {
+                "arm": arm,
+                "task": self.spec or self.task.name,
+                "seed": seed,
+                "optimizer": optimizer,
+                "lr": encode_lr(lr),
+                "steps": steps or self.steps,
+                "weight_decay": weight_decay,
+                "eval_every": self.eval_every,
+                "target": self.task.target,
+            }
+            if momentum is not None:
+                cfg["momentum"] = (
+                    momentum.to_dict() if isinstance(momentum, Schedule) else float(momentum)
+                )
+            if batch_size is not None:
+                cfg["batch_size"] = batch_size
+                cfg["eval_every"] = max(1, self.task.steps_per_epoch(batch_size) // 2)
+            out.append(Trial(f"{arm}/seed={seed}", cfg))
+        return out
+
+    def cycle_length(self, epochs: float = 2.0) -> int:
+        """Half a cycle of ``epochs`` epochs (Smith 2015: 2-10 epochs per half cycle)."""
+        return max(1, round(epochs * self.steps_per_epoch))
+
+    def whole_cycles(self, half: int, steps: int | None = None) -> int:
+        """The largest number of steps made of whole cycles (Smith: stop at a cycle's end)."""
+        n = steps or self.steps
+        return max(2 * half, (n // (2 * half)) * 2 * half)
+
+
+Build = Callable[[Context], list[Trial]]
+Findings = Callable[[Context, list[Arm]], list[str]]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An experiment from the literature."""
+
+    name: str
+    claim: str
+    source: str
+    build: Build
+    findings: Findings
+
+
+def _time_to_target(arms: Sequence[Arm], target: float) -> dict[str, tuple[float, int, int]]:
+    """Per arm: mean steps to reach ``target`` over the seeds that did, reached, total."""
+    out = {}
+    for arm in arms:
+        hs = arm.histories
+        reached = [s for s in (steps_to(h, target) for h in hs) if s is not None]
+        mean = float(np.mean(reached)) if reached else math.nan
+        out[arm.label] = (mean, len(reached), len(hs))
+    return out
+
+
+def _final(arm: Arm) -> float:
+    return mean_std(arm.final_metrics())[0]
+
+
+def _speedup_findings(arms: list[Arm], baseline: str, what: str) -> list[str]:
+    base = next((a for a in arms if a.label == baseline), None)
+    if base is None or not base.histories:
+        return []
+    target = _final(base)
+    if not math.isfinite(target):
+        return []
+    times = _time_to_target(arms, target)
+    base_steps = times[baseline][0]
+    lines = [f"target = {baseline}'s final {what}, {target:.4g} (mean over seeds)"]
+    for label, (mean, n_reached, n) in times.items():
+        if n_reached == 0:
+            lines.append(f"{label}: never reached it ({n} seeds)")
+            continue
+        speed = base_steps / mean if math.isfinite(base_steps) and mean > 0 else math.nan
+        extra = f", ×{speed:.2f} fewer steps than {baseline}" if label != baseline else ""
+        lines.append(f"{label}: {mean:.0f} steps ({n_reached}/{n} seeds reached it){extra}")
+    return lines
+
+
+def _final_findings(arms: list[Arm], what: str) -> list[str]:
+    ranked = sorted(arms, key=lambda a: -_final(a) if math.isfinite(_final(a)) else math.inf)
+    return [
+        f"{i + 1}. {a.label}: final {what} {mean_std(a.final_metrics())[0]:.4g} ± "
+        f"{mean_std(a.final_metrics())[1]:.2g}"
+        for i, a in enumerate(ranked)
+    ]
+
+
+# -- 1. clr-vs-fixed ------------------------------------------------------------------------------
+def _clr_vs_fixed(ctx: Context) -> list[Trial]:
+    opt = ctx.task.optimizer
+    base, peak = ctx.bounds(opt, "cyclic")
+    half = ctx.cycle_length()
+    clr = S.triangular(base, peak, half)
+    return ctx.trials("fixed", opt, task_lr(ctx.task, opt)) + ctx.trials(
+        "triangular", opt, clr, steps=ctx.whole_cycles(half)
+    )
+
+
+# -- 2. policies ----------------------------------------------------------------------------------
+def _policies(ctx: Context) -> list[Trial]:
+    opt = ctx.task.optimizer
+    base, peak = ctx.bounds(opt, "cyclic")
+    half = ctx.cycle_length()
+    n = ctx.whole_cycles(half)
+    gamma = 0.1 ** (1.0 / n)  # exp_range: the amplitude shrinks to a tenth over the run
+    decrease = S.repeat(S.linear(peak, base, half))
+    trials = ctx.trials("fixed", opt, task_lr(ctx.task, opt), steps=n)
+    trials += ctx.trials("triangular", opt, S.triangular(base, peak, half), steps=n)
+    trials += ctx.trials("triangular2", opt, S.triangular2(base, peak, half), steps=n)
+    trials += ctx.trials("exp_range", opt, S.exp_range(base, peak, half, gamma), steps=n)
+    trials += ctx.trials("decrease-only", opt, decrease, steps=n)
+    return trials
+
+
+# -- 3. optimizers --------------------------------------------------------------------------------
+ADAPTIVE = ("adagrad", "adadelta", "rmsprop", "adam", "adamax")
+
+
+def _optimizers(ctx: Context) -> list[Trial]:
+    trials: list[Trial] = []
+    for opt in ADAPTIVE:
+        trials += ctx.trials(opt, opt, task_lr(ctx.task, opt))
+    base, peak = ctx.bounds("sgd", "cyclic")
+    half = ctx.cycle_length()
+    trials += ctx.trials(
+        "sgd+clr", "sgd", S.triangular(base, peak, half), steps=ctx.whole_cycles(half)
+    )
+    return trials
+
+
+# -- 4. super-convergence -------------------------------------------------------------------------
+def _super_convergence(ctx: Context) -> list[Trial]:
+    opt = ctx.task.optimizer
+    base, peak = ctx.bounds(opt, "one_cycle")
+    lr0 = task_lr(ctx.task, opt)
+    n = ctx.steps
+    short = max(10, n // 4)
+    trials = ctx.trials("constant", opt, lr0)
+    trials += ctx.trials("step-decay", opt, S.multistep(lr0, (n // 2, n * 3 // 4)))
+    trials += ctx.trials("one-cycle", opt, S.one_cycle(peak, short, start=base), steps=short)
+    if opt in ("sgd", "rmsprop", "adam", "adamw", "adamax"):
+        fixed_mom = S.one_cycle(peak, short, start=base, momentum=None)
+        trials += ctx.trials("one-cycle, constant momentum", opt, fixed_mom, steps=short)
+    return trials
+
+
+# -- 5. weight decay ------------------------------------------------------------------------------
+WEIGHT_DECAYS = (1e-3, 1e-4, 1e-5, 0.0)
+
+
+def _weight_decay(ctx: Context) -> list[Trial]:
+    opt = ctx.task.optimizer
+    base, peak = ctx.bounds(opt, "one_cycle")
+    trials: list[Trial] = []
+    for wd in WEIGHT_DECAYS:
+        sched = S.one_cycle(peak, ctx.steps, start=base)
+        trials += ctx.trials(f"wd={wd:g}", opt, sched, weight_decay=wd)
+    return trials
+
+
+# -- 6. baseline-vs-clr ---------------------------------------------------------------------------
+def _baseline_vs_clr(ctx: Context) -> list[Trial]:
+    bs = ctx.task.batch_size
+    big = bs * 10
+    spe_big = ctx.task.steps_per_epoch(big)
+    epochs = max(1, round(ctx.steps / ctx.steps_per_epoch))
+    steps_big = max(2, epochs * spe_big)
+    base, peak = ctx.bounds("adam", "cyclic", batch_size=big)
+    half = max(1, min(steps_big // 2, 4 * spe_big))
+    clr = S.triangular(base, peak, half)
+    trials = ctx.trials(f"adam lr=1e-3, batch {bs}", "adam", 1e-3, batch_size=bs)
+    trials += ctx.trials(
+        f"adam + triangular CLR, batch {big}", "adam", clr, steps=steps_big, batch_size=big
+    )
+    return trials
+
+
+def _baseline_findings(ctx: Context, arms: list[Arm]) -> list[str]:
+    lines = []
+    for a in arms:
+        err = 1.0 - _final(a)
+        secs = mean_std(a.train_seconds())[0]
+        lines.append(f"{a.label}: error {100 * err:.2f}%, {secs:.1f} s training (mean of seeds)")
+    return lines
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe(
+            "clr-vs-fixed",
+            "A triangular cyclical LR reaches the fixed LR's final accuracy in far fewer "
+            "iterations.",
+            "Smith 2015, Cyclical Learning Rates for Training Neural Networks, arXiv 1506.01186 "
+            "(CIFAR-10: fixed 81.4% at 70k iterations, triangular2 81.4% at 25k).",
+            _clr_vs_fixed,
+            lambda ctx, arms: _speedup_findings(arms, "fixed", ctx.task.metric_name),
+        ),
+        Recipe(
+            "policies",
+            "Triangular, triangular2 and exp_range all work; the decrease-only ablation is worse, "
+            "so both the increase and the decrease matter.",
+            "Smith 2015, Table 1 (decrease-only 78.5% vs triangular2 81.4% at 25k iterations).",
+            _policies,
+            lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+        ),
+        Recipe(
+            "optimizers",
+            "SGD with a cyclical LR is competitive with adaptive optimizers (Adagrad, Adadelta, "
+            "RMSprop, Adam, Adamax) at their default LRs.",
+            "Smith 2015, Table 3; the PyTorch comparison of adaptive optimizers vs CLR (SGD+CLR, "
+            "Adam and Adadelta all near 83% over 3 runs).",
+            _optimizers,
+            lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+        ),
+        Recipe(
+            "super-convergence",
+            "One cycle (peak from the range test) reaches the baselines' final accuracy in a "
+            "fraction of the iterations; cyclical momentum helps.",
+            "Smith & Topin 2017, Super-Convergence, arXiv 1708.07120 (ResNet-56 on CIFAR-10: "
+            "92.4% after 10k iterations vs 91.2% after 80k); Smith 2018, arXiv 1803.09820.",
+            _super_convergence,
+            lambda ctx, arms: _speedup_findings(arms, "constant", ctx.task.metric_name),
+        ),
+        Recipe(
+            "weight-decay",
+            "Weight decay matters with one cycle; search 1e-3, 1e-4, 1e-5 and 0 and keep it "
+            "constant.",
+            "Smith 2018, A disciplined approach to neural network hyper-parameters, arXiv "
+            "1803.09820.",
+            _weight_decay,
+            lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+        ),
+        Recipe(
+            "baseline-vs-clr",
+            "Adam with a triangular CLR and a 10x larger batch reaches a lower error in less "
+            "time than Adam at a fixed LR.",
+            "The Keras CyclicLR tutorial on MNIST: 784-784-10 MLP, Adam, batch 200: 1.91% error "
+            "in 86 s; with triangular CLR and batch 2000: 1.64% in 43 s.",
+            _baseline_vs_clr,
+            _baseline_findings,
+        ),
+    ]
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """A recipe by name; an unknown name lists the known ones."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}") from None
+
+
+@dataclass
+class RecipeRun:
+    """What a finished recipe produced."""
+
+    recipe: str
+    run_dir: Path
+    records: list[TrialRecord]
+    arms: list[Arm]
+    findings: list[str]
+
+
+def _config(
+    recipe: Recipe, task: Task, seeds: int, steps: int, peak: float | None
+) -> dict[str, Any]:
+    return {
+        "recipe": recipe.name,
+        "title": f"{recipe.name} on {task.name}",
+        "claim": recipe.claim,
+        "source": recipe.source,
+        "task": task.name,
+        "metric_name": task.metric_name,
+        "seeds": seeds,
+        "steps": steps,
+        "peak": peak,
+        "target": task.target,
+    }
+
+
+def run_recipe(
+    name: str,
+    task: str,
+    *,
+    seeds: int = 3,
+    out: str | os.PathLike[str] | None = None,
+    epochs: float | None = None,
+    peak: float | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RecipeRun:
+    """Run a recipe on a task: the range test (when needed), every arm over ``seeds`` seeds on
+    a process pool, stored durably in ``out`` (restart with the same arguments to resume).
+
+    ``epochs`` scales the baseline budget (default: the task's epochs); ``peak`` skips the range
+    test and uses this LR as the peak.
+    """
+    recipe = get_recipe(name)
+    t = get_task(task)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    spe = t.steps_per_epoch()
+    ep = t.epochs if epochs is None else float(epochs)
+    if ep <= 0:
+        raise ValueError(f"epochs must be > 0, got {epochs}")
+    steps = max(10, round(ep * spe))
+    folder = Path(out) if out is not None else Path("runs") / f"{name}-{_slug(t.name)}"
+    rd = RunDir(folder, _config(recipe, t, seeds, steps, peak))
+    ctx = Context(t, seeds, steps, rd, peak, spe, task)
+    trials = recipe.build(ctx)
+    records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
+    arms = group_arms(records)
+    findings = ctx.notes + recipe.findings(ctx, arms)
+    return RecipeRun(name, rd.path, records, arms, findings)
+
+
+def compare(
+    task: str,
+    optimizers: Sequence[str],
+    schedules: Sequence[str],
+    *,
+    seeds: int = 3,
+    out: str | os.PathLike[str] | None = None,
+    epochs: float | None = None,
+    peak: float | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RecipeRun:
+    """An ad-hoc grid: every optimizer × schedule × seed on a task.
+
+    Schedule names: ``constant`` (the optimizer's default LR), ``one-cycle``, ``triangular``,
+    ``triangular2``, ``cosine``, ``warmup-cosine``, ``step`` (x0.1 at 50% and 75%). Peaks come
+    from a range test per optimizer (or ``peak``).
+    """
+    t = get_task(task)
+    spe = t.steps_per_epoch()
+    steps = max(10, round((t.epochs if epochs is None else float(epochs)) * spe))
+    cfg = {
+        "recipe": "compare",
+        "title": f"compare on {t.name}",
+        "task": t.name,
+        "metric_name": t.metric_name,
+        "seeds": seeds,
+        "steps": steps,
+        "optimizers": list(optimizers),
+        "schedules": list(schedules),
+        "peak": peak,
+        "target": t.target,
+    }
+    folder = Path(out) if out is not None else Path("runs") / f"compare-{_slug(t.name)}"
+    rd = RunDir(folder, cfg)
+    ctx = Context(t, seeds, steps, rd, peak, spe, task)
+    trials: list[Trial] = []
+    for opt in optimizers:
+        for name in schedules:
+            lr, n = _named_schedule(ctx, opt, name)
+            trials += ctx.trials(f"{opt} {name}", opt, lr, steps=n)
+    records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
+    arms = group_arms(records)
+    return RecipeRun(
+        "compare", rd.path, records, arms, ctx.notes + _final_findings(arms, t.metric_name)
+    )
+
+
+SCHEDULE_NAMES = (
+    "constant",
+    "one-cycle",
+    "triangular",
+    "triangular2",
+    "cosine",
+    "warmup-cosine",
+    "step",
+)
+
+
+def _named_schedule(ctx: Context, opt: str, name: str) -> tuple[float | Schedule | Hyper, int]:
+    n = ctx.steps
+    if name == "constant":
+        return task_lr(ctx.task, opt), n
+    if name == "step":
+        lr0 = task_lr(ctx.task, opt)
+        return S.multistep(lr0, (n // 2, n * 3 // 4)), n
+    if name not in SCHEDULE_NAMES:
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULE_NAMES)}")
+    kind = "one_cycle" if name in ("one-cycle", "cosine", "warmup-cosine") else "cyclic"
+    base, peak = ctx.bounds(opt, kind)
+    momentum = (0.95, 0.85) if opt in ("sgd", "adam", "adamw", "adamax") else None
+    if name == "one-cycle":
+        return S.one_cycle(peak, n, start=base, momentum=momentum), n
+    if name == "cosine":
+        return S.cosine(peak, n), n
+    if name == "warmup-cosine":
+        w = max(1, n // 20)
+        return S.warmup(S.cosine(peak, n - w), w), n
+    half = ctx.cycle_length()
+    wave = (
+        S.triangular(base, peak, half) if name == "triangular" else S.triangular2(base, peak, half)
+    )
+    return wave, ctx.whole_cycles(half)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)

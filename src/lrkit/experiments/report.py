@@ -1,0 +1,279 @@
+"""One self-contained HTML report of a run directory (figures embedded as PNG data URIs)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..plot import new_figure
+from .store import RunDir
+from .summary import Arm, fmt_mean_std, group_arms
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["write_report"]
+
+RANGE_TESTS = "range_tests"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
+img{max-width:100%}.meta{color:#555;font-size:.9em}.err{color:#a00;font-family:monospace;
+font-size:.85em;white-space:pre-wrap}
+"""
+
+_CHECK_IMAGES = """
+<script>
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
+  }
+  document.body.setAttribute('data-images-loaded', ok + '/' + imgs.length);
+});
+</script>
+"""
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(fig: Figure, caption: str) -> str:
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _ema(xs: Sequence[float], beta: float = 0.9) -> np.ndarray:
+    out = np.empty(len(xs))
+    avg = 0.0
+    for i, x in enumerate(xs):
+        avg = beta * avg + (1 - beta) * x
+        out[i] = avg / (1 - beta ** (i + 1))
+    return out
+
+
+def _band(ax: Axes, xs: np.ndarray, rows: list[np.ndarray], label: str, color: str) -> None:
+    n = min(len(r) for r in rows)
+    if n == 0:
+        return
+    stack = np.vstack([r[:n] for r in rows])
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(stack, axis=0)
+        std = np.nanstd(stack, axis=0, ddof=1) if len(rows) > 1 else np.zeros(n)
+    ax.plot(xs[:n], mean, color=color, lw=1.5, label=f"{label} (n={len(rows)})")
+    ax.fill_between(xs[:n], mean - std, mean + std, color=color, alpha=0.2, lw=0)
+
+
+def _schedules_figure(arms: list[Arm]) -> Figure | None:
+    firsts = [(a, a.histories[0]) for a in arms if a.histories]
+    if not firsts:
+        return None
+    has_mom = any(np.isfinite(h.momentum).any() for _, h in firsts if h.momentum)
+    fig = new_figure(9, 3.4)
+    axes = fig.subplots(1, 2 if has_mom else 1, squeeze=False)[0]
+    for i, (arm, h) in enumerate(firsts):
+        c = f"C{i % 10}"
+        axes[0].plot(np.arange(len(h.lr)), h.lr, color=c, lw=1.3, label=arm.label)
+        if has_mom:
+            axes[1].plot(np.arange(len(h.momentum)), h.momentum, color=c, lw=1.3)
+    lrs = [v for _, h in firsts for v in h.lr if v > 0]
+    if lrs and max(lrs) / min(lrs) > 200:
+        axes[0].set_yscale("log")
+    axes[0].set(xlabel="optimizer step", ylabel="learning rate", title="learning rate")
+    axes[0].legend(fontsize=7)
+    if has_mom:
+        axes[1].set(xlabel="optimizer step", ylabel="momentum / beta1", title="momentum")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _curves_figure(arms: list[Arm], metric_name: str) -> Figure | None:
+    if not any(a.histories for a in arms):
+        return None
+    fig = new_figure(12, 3.6)
+    ax_loss, ax_vloss, ax_metric = fig.subplots(1, 3)
+    for i, arm in enumerate(arms):
+        hs = arm.histories
+        if not hs:
+            continue
+        c = f"C{i % 10}"
+        losses = [_ema(h.loss) for h in hs if h.loss]
+        if losses:
+            _band(ax_loss, np.arange(max(len(x) for x in losses)), losses, arm.label, c)
+        evals = [h for h in hs if h.eval_step]
+        if evals:
+            longest = max(evals, key=lambda h: len(h.eval_step))
+            steps = np.asarray(longest.eval_step)
+            _band(ax_vloss, steps, [np.asarray(h.val_loss) for h in evals], arm.label, c)
+            _band(ax_metric, steps, [np.asarray(h.metric) for h in evals], arm.label, c)
+    ax_loss.set(xlabel="optimizer step", ylabel="training loss (EMA 0.9)", title="training loss")
+    ax_vloss.set(xlabel="optimizer step", ylabel="validation loss", title="validation loss")
+    ax_metric.set(xlabel="optimizer step", ylabel=metric_name, title=f"validation {metric_name}")
+    for ax in (ax_loss, ax_vloss):
+        ax.set_yscale("log")
+    for ax in (ax_loss, ax_vloss, ax_metric):
+        ax.grid(alpha=0.3)
+    ax_metric.legend(fontsize=7)
+    return fig
+
+
+def _range_test_figures(folder: Path) -> list[str]:
+    files = sorted((folder / RANGE_TESTS).glob("*.json")) if (folder / RANGE_TESTS).is_dir() else []
+    if not files:
+        return []
+    from ..finder import RangeTestResult
+
+    out = []
+    for f in files:
+        result = RangeTestResult.from_dict(json.loads(f.read_text()))
+        fig = new_figure(7, 3.6)
+        result.plot(fig.subplots())
+        sug = result.suggest()
+        note = f"suggestion {sug.lr:.3g}" if sug.lr is not None else f"no suggestion: {sug.reason}"
+        out.append(_figure(fig, f"LR range test {f.stem}: {note}"))
+    return out
+
+
+def _fmt_cell(pair: tuple[float, float], digits: int = 4) -> str:
+    m, s = pair
+    return "–" if math.isnan(m) else f"{m:.{digits}g} ± {s:.2g}"
+
+
+def _summary_table(arms: list[Arm], metric_name: str) -> str:
+    head = (
+        "<tr><th>arm</th><th>trials</th><th>final "
+        f"{html.escape(metric_name)} (mean ± std)</th><th>steps to target</th>"
+        "<th>reached</th><th>seconds to target</th><th>train seconds</th></tr>"
+    )
+    rows = []
+    for arm in arms:
+        r = arm.summary_row()
+        status = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
+        rows.append(
+            f"<tr><td>{html.escape(arm.label)}</td><td>{html.escape(status)}</td>"
+            f"<td>{_fmt_cell(r['final_metric'])}</td><td>{_fmt_cell(r['steps_to_target'], 5)}</td>"
+            f"<td>{r['reached_target']}</td><td>{_fmt_cell(r['seconds_to_target'], 3)}</td>"
+            f"<td>{_fmt_cell(r['train_seconds'], 3)}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _failures(arms: list[Arm]) -> str:
+    items = []
+    for arm in arms:
+        for r in arm.records:
+            if r.status == "failed" and r.error:
+                last = r.error.strip().splitlines()[-1]
+                items.append(
+                    f"<li>{html.escape(r.key)}: <span class='err'>{html.escape(last)}</span></li>"
+                )
+            elif r.status == "diverged":
+                reason = r.result.get("history", {}).get("stop_reason", "diverged")
+                items.append(
+                    f"<li>{html.escape(r.key)}: diverged ({html.escape(str(reason))})</li>"
+                )
+    return f"<h2>Failed and diverged trials</h2><ul>{''.join(items)}</ul>" if items else ""
+
+
+def write_report(
+    run_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``report.html`` (or ``path``) for a run directory and return its path.
+
+    The page holds the schedules (LR and momentum), training loss, validation loss and metric
+    curves as mean ± std bands across seeds, any LR range tests with their suggestions, and a
+    summary table (final metric, steps and seconds to target, mean ± std over seeds). Everything
+    is embedded: the file can be mailed or archived on its own.
+    """
+    rd = RunDir(run_dir)
+    records = list(rd.records())
+    if not records:
+        raise ValueError(f"{rd.path} holds no finished trials yet; run the recipe first")
+    arms = group_arms(records)
+    cfg = rd.config
+    metric_name = str(cfg.get("metric_name") or _metric_name(arms))
+    title = str(cfg.get("title") or cfg.get("recipe") or rd.path.name)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    meta = {k: cfg[k] for k in ("recipe", "task", "seeds", "target") if k in cfg}
+    if meta:
+        parts.append(
+            "<p class='meta'>"
+            + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}" for k, v in meta.items())
+            + "</p>"
+        )
+    for key, label in (("claim", "Claim tested"), ("source", "Source")):
+        if cfg.get(key):
+            parts.append(f"<p><b>{label}:</b> {html.escape(str(cfg[key]))}</p>")
+    parts.append("<h2>Summary</h2>")
+    parts.append(_summary_table(arms, metric_name))
+    if cfg.get("findings"):
+        parts.append(
+            "<ul>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in cfg["findings"]) + "</ul>"
+        )
+    rt = _range_test_figures(rd.path)
+    if rt:
+        parts.append("<h2>LR range tests</h2>")
+        parts.extend(rt)
+    fig = _schedules_figure(arms)
+    if fig is not None:
+        parts.append("<h2>Schedules</h2>")
+        parts.append(_figure(fig, "Learning rate and momentum per optimizer step (first seed)"))
+    fig = _curves_figure(arms, metric_name)
+    if fig is not None:
+        parts.append("<h2>Curves</h2>")
+        parts.append(_figure(fig, "Mean ± one standard deviation across seeds"))
+    parts.append(_failures(arms))
+    parts.append(_CHECK_IMAGES)
+    parts.append("</body></html>")
+    out = Path(path) if path is not None else rd.path / "report.html"
+    out.write_text("\n".join(parts), encoding="utf-8")
+    return out
+
+
+def _metric_name(arms: list[Arm]) -> str:
+    for arm in arms:
+        for h in arm.histories:
+            return h.metric_name
+    return "metric"
+
+
+def summary_rows(arms: list[Arm]) -> list[dict[str, Any]]:
+    """The summary table as plain rows (for the CLI)."""
+    return [
+        {
+            "arm": a.label,
+            "final": fmt_mean_std(a.final_metrics()),
+            "steps_to_target": fmt_mean_std(
+                [s for s in a.steps_to_target() if math.isfinite(s)], 5
+            ),
+            "reached": a.summary_row()["reached_target"],
+            "seconds": fmt_mean_std(a.train_seconds(), 3),
+        }
+        for a in arms
+    ]

@@ -1,0 +1,114 @@
+"""Run a grid of trials on a local process pool, storing each the moment it ends."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from .store import RunDir, TrialRecord
+
+__all__ = ["Trial", "default_workers", "run_trials"]
+
+log = logging.getLogger(__name__)
+
+TrialFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+ProgressFn = Callable[[TrialRecord, int, int], None]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One configuration to run; ``key`` names it uniquely inside its run directory."""
+
+    key: str
+    config: Mapping[str, Any]
+
+
+def default_workers() -> int:
+    """Processes for a sweep: one per core (at least one)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def _call(
+    fn: TrialFn, config: Mapping[str, Any], threads: int | None
+) -> tuple[str, dict[str, Any], str | None, float]:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    try:
+        result = dict(fn(config))
+    except Exception:
+        return "failed", {}, traceback.format_exc(limit=20), time.perf_counter() - t0
+    status = "diverged" if result.get("diverged") else "ok"
+    return status, result, None, time.perf_counter() - t0
+
+
+def run_trials(
+    trials: Sequence[Trial],
+    fn: TrialFn,
+    run_dir: RunDir,
+    *,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> list[TrialRecord]:
+    """Run every trial not yet stored in ``run_dir`` and return all records, in trial order.
+
+    ``fn(config) -> dict`` must be a module-level function (it is pickled to the workers). A trial
+    whose result has ``diverged: True`` is stored as diverged; one that raises is stored as failed
+    with its traceback, and the sweep goes on. Restarting with the same trials redoes nothing that
+    finished. ``workers=1`` runs in this process (useful for debugging).
+    """
+    keys = [t.key for t in trials]
+    if len(set(keys)) != len(keys):
+        raise ValueError("trial keys must be unique within a sweep")
+    done = run_dir.done()
+    todo = [t for t in trials if t.key not in done]
+    total, finished = len(trials), len(trials) - len(todo)
+    n = min(workers or default_workers(), max(1, len(todo)))
+
+    def store(trial: Trial, outcome: tuple[str, dict[str, Any], str | None, float]) -> None:
+        nonlocal finished
+        status, result, error, seconds = outcome
+        rec = TrialRecord(trial.key, dict(trial.config), status, result, error, seconds)
+        run_dir.append(rec)
+        finished += 1
+        if error:
+            log.warning("trial %s failed: %s", trial.key, error.strip().splitlines()[-1])
+        if progress is not None:
+            progress(rec, finished, total)
+
+    if n <= 1:
+        for trial in todo:
+            store(trial, _call(fn, trial.config, None))
+    elif todo:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            pending: dict[Future[Any], Trial] = {}
+            queue = list(todo)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < n:
+                        trial = queue.pop(0)
+                        pending[pool.submit(_call, fn, trial.config, 1)] = trial
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in ready:
+                        trial = pending.pop(fut)
+                        try:
+                            outcome = fut.result()
+                        except Exception:  # the worker process itself died
+                            outcome = ("failed", {}, traceback.format_exc(limit=5), 0.0)
+                        store(trial, outcome)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
+    by_key = {r.key: r for r in run_dir.records()}
+    return [by_key[k] for k in keys if k in by_key]

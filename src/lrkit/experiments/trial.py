@@ -1,0 +1,113 @@
+"""One trial of a sweep, described by a JSON-able config, and the range test of a task."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..finder import RangeTestResult, range_test
+from ..finder.range_test import ProgressFn
+from ..schedules import Hyper, Schedule, from_dict
+from ..tasks import Task, get_task
+from ..train.loop import fit
+from ..train.optimizers import build_optimizer, default_lr
+
+__all__ = ["decode_lr", "encode_lr", "find_lr", "run_trial", "task_lr"]
+
+
+def encode_lr(value: float | Schedule | Hyper) -> Any:
+    """A JSON-able form of an ``lr=`` argument of :func:`lrkit.train.fit`."""
+    if isinstance(value, Hyper):
+        return {"hyper": value.to_dict()}
+    if isinstance(value, Schedule):
+        return {"schedule": value.to_dict()}
+    return float(value)
+
+
+def decode_lr(value: Any) -> float | Schedule | Hyper:
+    """Inverse of :func:`encode_lr`."""
+    if isinstance(value, Mapping):
+        if "hyper" in value:
+            return Hyper.from_dict(dict(value["hyper"]))
+        return from_dict(value["schedule"])
+    return float(value)
+
+
+def task_lr(task: Task, optimizer: str) -> float:
+    """The no-finder learning rate: the task's default for its own optimizer, else the
+    optimizer's usual default."""
+    return task.default_lr if optimizer == task.optimizer else default_lr(optimizer)
+
+
+def run_trial(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Train one configuration with :func:`lrkit.train.fit` and return its history.
+
+    Keys: ``task``, ``seed``, ``optimizer``, ``lr`` (see :func:`encode_lr`), ``steps`` and
+    optionally ``momentum`` (float or schedule dict), ``weight_decay``, ``batch_size``,
+    ``eval_every``, ``target``.
+    """
+    momentum = config.get("momentum")
+    if isinstance(momentum, Mapping):
+        momentum = from_dict(momentum)
+    history = fit(
+        str(config["task"]),
+        optimizer=str(config["optimizer"]),
+        lr=decode_lr(config["lr"]),
+        momentum=momentum,
+        weight_decay=float(config.get("weight_decay", 0.0)),
+        steps=int(config["steps"]),
+        batch_size=config.get("batch_size"),
+        eval_every=config.get("eval_every"),
+        target=config.get("target"),
+        seed=int(config["seed"]),
+    )
+    return {"history": history.to_dict(), "diverged": history.diverged}
+
+
+def find_lr(
+    task: Task | str,
+    optimizer: str | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    steps: int = 100,
+    repeats: int = 1,
+    weight_decay: float = 0.0,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    cache: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> RangeTestResult:
+    """Run the LR range test on a task's model (seeded) with a named optimizer.
+
+    With ``cache`` (a JSON path) an earlier result stored there is reused, and a new one is
+    written there, so an interrupted experiment does not repeat its range test.
+    """
+    t = get_task(task) if isinstance(task, str) else task
+    opt_name = optimizer or t.optimizer
+    if cache is not None and Path(cache).exists():
+        return RangeTestResult.from_json(cache)
+    model = t.make_model(seed)
+    opt = build_optimizer(opt_name, model.parameters(), lr=1e-7, weight_decay=weight_decay)
+    train, _ = t.loaders(batch_size=batch_size, seed=seed)
+    result = range_test(
+        model,
+        opt,
+        train,
+        t.loss_fn,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        steps=steps,
+        repeats=repeats,
+        seed=seed,
+        progress=progress,
+    )
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache).with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        os.replace(tmp, cache)
+    return result
