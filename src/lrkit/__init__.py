@@ -4,10 +4,36 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import schedules
 from .driver import Scheduler
+from .finder import (
+    RangeTestResult,
+    Suggestion,
+    momentum_test,
+    range_test,
+    weight_decay_test,
+)
+from .plot import plot_schedule
+from .tasks import Task, get_task, register_task, task_names
+from .train import History, fit
 
 try:
     __version__ = version("lrkit")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["Scheduler", "__version__", "schedules"]
+__all__ = [
+    "History",
+    "RangeTestResult",
+    "Scheduler",
+    "Suggestion",
+    "Task",
+    "__version__",
+    "fit",
+    "get_task",
+    "momentum_test",
+    "plot_schedule",
+    "range_test",
+    "register_task",
+    "schedules",
+    "task_names",
+    "weight_decay_test",
+]

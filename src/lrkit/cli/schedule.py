@@ -152,6 +152,8 @@ def register(app: typer.Typer) -> None:
         """Draw a schedule (learning rate, and momentum when cycled) to a PNG."""
         from ..plot import plot_schedule
 
+        from ._common import fail
+
         console = Console()
         try:
             if spec is not None:
@@ -177,8 +179,7 @@ def register(app: typer.Typer) -> None:
                     milestones=[int(m) for m in milestones.split(",")] if milestones else None,
                 )
         except (ValueError, TypeError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from err
+            raise fail(err) from err
         plot_schedule(sched, steps, out, log=log)
         lr = sched.lr if isinstance(sched, Hyper) else sched
         mom = sched.momentum if isinstance(sched, Hyper) else None

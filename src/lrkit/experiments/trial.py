@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..finder import RangeTestResult, range_test
 from ..finder.range_test import ProgressFn
 from ..schedules import Hyper, Schedule, from_dict
@@ -47,7 +49,8 @@ def run_trial(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Keys: ``task``, ``seed``, ``optimizer``, ``lr`` (see :func:`encode_lr`), ``steps`` and
     optionally ``momentum`` (float or schedule dict), ``weight_decay``, ``batch_size``,
-    ``eval_every``, ``target``.
+    ``eval_every``, ``target``, ``threads`` (torch threads, default 1: the built-in tasks are
+    small enough that more threads only add overhead, and sweeps run one trial per core).
     """
     momentum = config.get("momentum")
     if isinstance(momentum, Mapping):
@@ -63,6 +66,7 @@ def run_trial(config: Mapping[str, Any]) -> dict[str, Any]:
         eval_every=config.get("eval_every"),
         target=config.get("target"),
         seed=int(config["seed"]),
+        num_threads=int(config.get("threads", 1)),
     )
     return {"history": history.to_dict(), "diverged": history.diverged}
 
@@ -90,10 +94,38 @@ def find_lr(
     opt_name = optimizer or t.optimizer
     if cache is not None and Path(cache).exists():
         return RangeTestResult.from_json(cache)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small built-in models: one thread is fastest
+    try:
+        result = _range_test_task(
+            t, opt_name, seed, batch_size, steps, repeats, weight_decay, start_lr, end_lr, progress
+        )
+    finally:
+        torch.set_num_threads(threads)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache).with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        os.replace(tmp, cache)
+    return result
+
+
+def _range_test_task(
+    t: Task,
+    opt_name: str,
+    seed: int,
+    batch_size: int | None,
+    steps: int,
+    repeats: int,
+    weight_decay: float,
+    start_lr: float,
+    end_lr: float,
+    progress: ProgressFn | None,
+) -> RangeTestResult:
     model = t.make_model(seed)
     opt = build_optimizer(opt_name, model.parameters(), lr=1e-7, weight_decay=weight_decay)
     train, _ = t.loaders(batch_size=batch_size, seed=seed)
-    result = range_test(
+    return range_test(
         model,
         opt,
         train,
@@ -105,9 +137,3 @@ def find_lr(
         seed=seed,
         progress=progress,
     )
-    if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(cache).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        os.replace(tmp, cache)
-    return result

@@ -1,0 +1,173 @@
+"""The command line, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lrkit.experiments import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+def lrkit(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lrkit {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_schedule_command_draws_a_png_and_prints_values(tmp_path: Path) -> None:
+    out = lrkit(
+        "schedule", "one-cycle", "--peak", "0.8", "--steps", "1000", "--out", "oc.png", cwd=tmp_path
+    )
+    png = (tmp_path / "oc.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert "0.032" in out.stdout and "0.8" in out.stdout and "3.2e-06" in out.stdout
+    bad = lrkit(
+        "schedule", "one-cycle", "--pct-start", "1.5", "--out", "x.png", cwd=tmp_path, check=False
+    )
+    assert bad.returncode == 2 and "pct_start must be in (0, 1)" in bad.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_schedule_command_draws_a_saved_spec(tmp_path: Path) -> None:
+    from lrkit import schedules as S
+
+    spec = S.warmup(S.cosine(0.1, 900), 100).to_dict()
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    out = lrkit(
+        "schedule",
+        "constant",
+        "--spec",
+        "s.json",
+        "--steps",
+        "1000",
+        "--out",
+        "w.png",
+        cwd=tmp_path,
+    )
+    assert "warmup(cosine(start=0.1, steps=900), steps=100)" in out.stdout
+    assert (tmp_path / "w.png").exists()
+
+
+def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> None:
+    out = lrkit("find", "--task", "digits-cnn", "--steps", "60", "--out", "rt", cwd=tmp_path)
+    for rule in ("lrkit (default)", "minimum", "steepest", "valley"):
+        assert rule in out.stdout
+    data = json.loads((tmp_path / "rt" / "range_test.json").read_text())
+    assert 10 <= len(data["lrs"]) <= 60 and data["lrs"][0] == pytest.approx(1e-7)
+    assert (tmp_path / "rt" / "range_test.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_unknown_names_list_the_known_ones(tmp_path: Path) -> None:
+    bad = lrkit("find", "--task", "nope", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "mnist1d-cnn" in bad.stderr and "digits-cnn" in bad.stderr
+    bad = lrkit("run", "nope", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "clr-vs-fixed" in bad.stderr
+    bad = lrkit("find", "--task", "no_such_module:make", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "no_such_module" in bad.stderr
+    listing = lrkit("run", "--list", cwd=tmp_path)
+    assert "super-convergence" in listing.stdout and "Smith" in listing.stdout
+    tasks = lrkit("tasks", cwd=tmp_path)
+    assert "friedman-mlp" in tasks.stdout and "regression" in tasks.stdout
+
+
+RUN = [
+    "run",
+    "policies",
+    "--task",
+    "digits-cnn",
+    "--seeds",
+    "2",
+    "--epochs",
+    "3",
+    "--peak",
+    "0.2",
+    "--out",
+    "pol",
+]
+
+
+def test_killed_sweep_resumes_without_redoing_or_losing_trials(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrkit", *RUN, "--workers", "1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    trials = tmp_path / "pol" / "trials.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if trials.exists() and len(trials.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {r.key: r.seconds for r in RunDir(tmp_path / "pol").records()}
+    assert 2 <= len(before) < 10
+    out = lrkit(*RUN, cwd=tmp_path)
+    after = list(RunDir(tmp_path / "pol").records())
+    assert len(after) == 10 and len({r.key for r in after}) == 10  # 5 arms x 2 seeds, no repeats
+    assert all(r.status == "ok" for r in after)
+    assert {k: v for k, v in ((r.key, r.seconds) for r in after) if k in before} == before
+    lines = trials.read_text().splitlines()
+    assert len(lines) == 10, "finished trials were run again"
+    assert "decrease-only" in out.stdout and "report.html" in out.stdout
+    html = (tmp_path / "pol" / "report.html").read_text()
+    assert "triangular2" in html and "data:image/png;base64," in html
+    # the same folder with another configuration is refused, not mixed
+    other = lrkit(*RUN[:-2], "--out", "pol", "--seeds", "3", cwd=tmp_path, check=False)
+    assert other.returncode == 2 and "another configuration" in other.stderr
+    rep = lrkit("report", "pol", "--out", "again.html", cwd=tmp_path)
+    assert (tmp_path / "again.html").exists() and "again.html" in rep.stdout
+
+
+def test_compare_runs_a_grid(tmp_path: Path) -> None:
+    out = lrkit(
+        "compare",
+        "--task",
+        "digits-cnn",
+        "--optimizers",
+        "sgd,adam",
+        "--schedules",
+        "constant,one-cycle",
+        "--seeds",
+        "1",
+        "--epochs",
+        "2",
+        "--peak",
+        "0.05",
+        "--out",
+        "cmp",
+        cwd=tmp_path,
+    )
+    recs = {r.key for r in RunDir(tmp_path / "cmp").records()}
+    assert recs == {
+        "sgd constant/seed=0",
+        "sgd one-cycle/seed=0",
+        "adam constant/seed=0",
+        "adam one-cycle/seed=0",
+    }
+    assert "adam one-cycle" in out.stdout

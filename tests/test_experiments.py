@@ -1,0 +1,333 @@
+"""Results store, sweeps, recipes and the HTML report."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lrkit import schedules as S
+from lrkit.experiments import (
+    RECIPES,
+    RunDir,
+    Trial,
+    TrialRecord,
+    get_recipe,
+    run_trial,
+    run_trials,
+    steps_to,
+    write_report,
+)
+from lrkit.experiments.recipes import Context
+from lrkit.experiments.summary import group_arms, mean_std
+from lrkit.experiments.trial import decode_lr, encode_lr
+from lrkit.tasks import get_task
+from lrkit.train.history import History
+
+# -- the store -------------------------------------------------------------------------------------
+
+
+def test_run_dir_refuses_another_configuration(tmp_path: Path) -> None:
+    RunDir(tmp_path / "r", {"recipe": "a", "seeds": 3})
+    RunDir(tmp_path / "r", {"recipe": "a", "seeds": 3})  # same configuration: fine
+    with pytest.raises(ValueError, match=r"another configuration \(differs in: seeds\)"):
+        RunDir(tmp_path / "r", {"recipe": "a", "seeds": 2})
+
+
+def test_run_dir_without_config_is_not_a_run_dir(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not an lrkit run directory"):
+        RunDir(tmp_path)
+
+
+def test_append_is_durable_and_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path, {"x": 1})
+    rd.append(TrialRecord("a", {"v": 1}, "ok", {"r": 1.5}))
+    rd.append(TrialRecord("b", {"v": 2}, "failed", error="boom"))
+    with open(rd.trials_file, "a") as fh:
+        fh.write('{"key": "c", "config": {}, "sta')  # a crash mid-write
+    assert [r.key for r in rd.records()] == ["a", "b"]
+    assert rd.done() == {"a", "b"}
+    rd.append(TrialRecord("c", {"v": 3}, "ok"))  # starts on a fresh line
+    recs = {r.key: r for r in rd.records()}
+    assert set(recs) == {"a", "b", "c"}
+    assert recs["a"].result == {"r": 1.5}
+    assert recs["b"].error == "boom"
+
+
+def _square(config: Any) -> dict[str, Any]:
+    if config["x"] < 0:
+        raise ValueError("negative x")
+    return {"y": config["x"] ** 2, "diverged": config["x"] > 100}
+
+
+def test_sweep_records_failures_and_divergence_and_goes_on(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path, {"grid": "squares"})
+    trials = [Trial(f"x={x}", {"x": x}) for x in (2, -1, 101, 3)]
+    seen: list[tuple[str, int, int]] = []
+    recs = run_trials(
+        trials, _square, rd, workers=1, progress=lambda r, d, t: seen.append((r.key, d, t))
+    )
+    assert [r.status for r in recs] == ["ok", "failed", "diverged", "ok"]
+    assert recs[0].result["y"] == 4 and recs[3].result["y"] == 9
+    assert "ValueError: negative x" in (recs[1].error or "")
+    assert seen[-1] == ("x=3", 4, 4)
+
+
+def test_restarted_sweep_redoes_nothing_that_finished(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path, {"grid": "squares"})
+    run_trials([Trial("x=2", {"x": 2})], _square, rd, workers=1)
+    first = next(rd.records())
+    calls: list[str] = []
+    recs = run_trials(
+        [Trial("x=2", {"x": 2}), Trial("x=5", {"x": 5})],
+        _square,
+        rd,
+        workers=1,
+        progress=lambda r, d, t: calls.append(r.key),
+    )
+    assert calls == ["x=5"]
+    assert recs[0].seconds == first.seconds
+    assert len(rd.trials_file.read_text().splitlines()) == 2
+
+
+def test_duplicate_trial_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unique"):
+        run_trials([Trial("a", {"x": 1}), Trial("a", {"x": 2})], _square, RunDir(tmp_path, {}))
+
+
+# -- real trials on a process pool -----------------------------------------------------------------
+
+
+def _cfg(**kw: Any) -> dict[str, Any]:
+    cfg = {
+        "task": "digits-cnn",
+        "seed": 0,
+        "optimizer": "sgd",
+        "lr": encode_lr(S.one_cycle(0.2, 24)),
+        "steps": 24,
+        "eval_every": 8,
+    }
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.mark.slow
+def test_process_pool_runs_real_trials_and_records_errors(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path, {"pool": True})
+    trials = [
+        Trial("one-cycle", _cfg()),
+        Trial("bad-optimizer", _cfg(optimizer="lion")),
+        Trial("diverges", _cfg(lr=1e30)),
+    ]
+    recs = {r.key: r for r in run_trials(trials, run_trial, rd, workers=2)}
+    ok = History.from_dict(recs["one-cycle"].result["history"])
+    assert recs["one-cycle"].status == "ok"
+    assert ok.steps == 24 and ok.eval_step == [8, 16, 24]
+    assert ok.lr == pytest.approx([S.one_cycle(0.2, 24).lr(i) for i in range(24)], rel=1e-12)
+    assert ok.final_metric is not None and ok.final_metric > 0.5
+    assert recs["bad-optimizer"].status == "failed"
+    assert "lion" in (recs["bad-optimizer"].error or "")
+    assert recs["diverges"].status == "diverged"
+    assert History.from_dict(recs["diverges"].result["history"]).diverged
+
+
+def test_lr_encoding_round_trips() -> None:
+    h = S.one_cycle(0.5, 100)
+    for v in (0.1, S.cosine(0.1, 50), h):
+        back = decode_lr(json.loads(json.dumps(encode_lr(v))))
+        assert back == v
+
+
+# -- recipes ---------------------------------------------------------------------------------------
+
+
+def _context(tmp_path: Path, peak: float = 0.2) -> Context:
+    t = get_task("digits-cnn")
+    rd = RunDir(tmp_path, {"test": True})
+    return Context(t, 2, 5 * t.steps_per_epoch(), rd, peak, t.steps_per_epoch(), t.name)
+
+
+def test_every_recipe_is_documented_and_builds_two_seeds_per_arm(tmp_path: Path) -> None:
+    assert set(RECIPES) == {
+        "clr-vs-fixed",
+        "policies",
+        "optimizers",
+        "super-convergence",
+        "weight-decay",
+        "baseline-vs-clr",
+    }
+    for name, recipe in RECIPES.items():
+        assert recipe.claim and re.search(r"Smith|Keras|PyTorch", recipe.source), name
+        trials = recipe.build(_context(tmp_path / name))
+        arms: dict[str, int] = {}
+        for t in trials:
+            arms[t.config["arm"]] = arms.get(t.config["arm"], 0) + 1
+            decode_lr(t.config["lr"])  # every lr is a valid, serialisable schedule
+        assert set(arms.values()) == {2}, name
+
+
+def test_recipe_arms_follow_the_papers(tmp_path: Path) -> None:
+    ctx = _context(tmp_path, peak=0.4)
+    trials = {t.config["arm"]: t.config for t in get_recipe("policies").build(ctx)}
+    assert set(trials) == {"fixed", "triangular", "triangular2", "exp_range", "decrease-only"}
+    tri = decode_lr(trials["triangular"]["lr"])
+    assert isinstance(tri, S.cyclic)
+    assert (tri.base, tri.peak) == (pytest.approx(0.1), 0.4)  # Smith: base = peak / 4
+    assert trials["triangular"]["steps"] % (2 * tri.step_size_up) == 0  # stops at a cycle end
+    dec = decode_lr(trials["decrease-only"]["lr"])
+    assert isinstance(dec, S.Schedule)
+    half = tri.step_size_up
+    assert (
+        dec(0) == pytest.approx(0.4) and dec(half - 1) < dec(0) and dec(half) == pytest.approx(0.4)
+    )
+
+    opts = {t.config["arm"]: t.config for t in get_recipe("optimizers").build(ctx)}
+    assert set(opts) == {"adagrad", "adadelta", "rmsprop", "adam", "adamax", "sgd+clr"}
+    assert opts["adadelta"]["lr"] == 1.0 and opts["adam"]["lr"] == 1e-3
+
+    wd = {t.config["arm"]: t.config for t in get_recipe("weight-decay").build(ctx)}
+    assert sorted(c["weight_decay"] for c in wd.values()) == [0.0, 1e-5, 1e-4, 1e-3]
+
+    sc = {t.config["arm"]: t.config for t in get_recipe("super-convergence").build(ctx)}
+    one = decode_lr(sc["one-cycle"]["lr"])
+    assert isinstance(one, S.Hyper) and one.momentum is not None
+    flat = decode_lr(sc["one-cycle, constant momentum"]["lr"])
+    assert isinstance(flat, S.Hyper) and flat.momentum is None
+    assert sc["one-cycle"]["steps"] < sc["constant"]["steps"]
+
+    kb = {t.config["arm"]: t.config for t in get_recipe("baseline-vs-clr").build(ctx)}
+    small, big = sorted(kb.values(), key=lambda c: c.get("batch_size", 0))
+    assert big["batch_size"] == 10 * small["batch_size"] and big["optimizer"] == "adam"
+
+
+def test_unknown_recipe_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known recipes: clr-vs-fixed, policies"):
+        get_recipe("nope")
+
+
+def test_steps_to_and_mean_std() -> None:
+    h = History(eval_step=[10, 20, 30], metric=[0.5, 0.8, 0.9])
+    assert steps_to(h, 0.8) == 20 and steps_to(h, 0.95) is None
+    m, s = mean_std([1.0, 2.0, 3.0, math.nan])
+    assert (m, s) == (2.0, 1.0)
+    assert mean_std([4.0]) == (4.0, 0.0)
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[bytes] = []
+        self.tables = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables += 1
+        if tag == "img":
+            src = dict(attrs)["src"] or ""
+            assert src.startswith("data:image/png;base64,"), "images must be embedded"
+            self.images.append(base64.b64decode(src.split(",", 1)[1]))
+
+
+def _fake_history(seed: int, final: float, *, momentum: bool) -> dict[str, Any]:
+    n = 40
+    h = History(
+        task="digits-cnn",
+        metric_name="accuracy",
+        seed=seed,
+        total_steps=n,
+        lr=[0.1 * (1 - i / n) for i in range(n)],
+        momentum=[0.9 if not momentum else 0.85 + i / (10 * n) for i in range(n)],
+        loss=[2.0 / (1 + i + seed) for i in range(n)],
+        eval_step=[10, 20, 30, 40],
+        val_loss=[1.0, 0.5, 0.4, 0.3],
+        metric=[0.5, 0.7, final - 0.01, final],
+        final_metric=final,
+        seconds=1.0 + seed,
+    )
+    return h.to_dict()
+
+
+def _fake_run(folder: Path) -> RunDir:
+    rd = RunDir(folder, {"recipe": "demo", "title": "test report", "claim": "a claim", "task": "t"})
+    for arm, final in (("constant", 0.9), ("one-cycle", 0.95)):
+        for seed in range(3):
+            hist = _fake_history(seed, final + 0.01 * seed, momentum=arm == "one-cycle")
+            rd.append(TrialRecord(f"{arm}/seed={seed}", {"arm": arm}, "ok", {"history": hist}))
+    rd.append(
+        TrialRecord(
+            "broken/seed=0", {"arm": "broken"}, "failed", error="Traceback\nValueError: bad"
+        )
+    )
+    return rd
+
+
+def test_report_is_self_contained_html_with_valid_images(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rd = _fake_run(tmp_path / "run")
+    path = write_report(rd.path)
+    text = path.read_text()
+    parser = _Images()
+    parser.feed(text)
+    assert parser.tables == 1 and len(parser.images) == 2  # schedules + curves
+    for png in parser.images:
+        import io
+
+        with Image.open(io.BytesIO(png)) as im:
+            im.verify()
+            assert im.size[0] > 500
+    assert "0.91 ± 0.01" in text and "0.96 ± 0.01" in text  # mean ± std over seeds
+    assert "ValueError: bad" in text  # the failed trial is listed with its error
+    assert "a claim" in text
+
+
+def test_report_of_an_empty_run_says_what_to_do(tmp_path: Path) -> None:
+    RunDir(tmp_path, {"recipe": "x"})
+    with pytest.raises(ValueError, match="no finished trials"):
+        write_report(tmp_path)
+
+
+def test_arms_group_by_label(tmp_path: Path) -> None:
+    arms = group_arms(_fake_run(tmp_path).records())
+    assert [a.label for a in arms] == ["constant", "one-cycle", "broken"]
+    assert arms[1].summary_row()["final_metric"] == (pytest.approx(0.96), pytest.approx(0.01))
+    assert arms[2].statuses == {"failed": 1}
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
+)
+def test_report_renders_in_headless_chromium_with_every_figure_loaded(tmp_path: Path) -> None:
+    rd = _fake_run(tmp_path / "run")
+    path = write_report(rd.path)
+    cmd = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        path.resolve().as_uri(),
+    ]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert 'data-images-loaded="2/2"' in dom, dom[-2000:]
