@@ -1,0 +1,24 @@
+"""A small training loop with exact resume, optimizers by name, and the run's History.
+
+:func:`fit` trains a built-in :class:`~lrkit.tasks.Task` (or your own model and loaders) with an
+optimizer driven by lrkit schedules, evaluates, checkpoints atomically, resumes bitwise-exactly
+after a kill, stops cleanly on divergence, and returns a :class:`History`.
+"""
+
+from lrkit.train.checkpoint import CHECKPOINT_NAME, checkpoint_path, load_checkpoint
+from lrkit.train.history import TIMING_FIELDS, History
+from lrkit.train.loop import fit
+from lrkit.train.optimizers import OPTIMIZERS, OptimizerFactory, build_optimizer, default_lr
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "OPTIMIZERS",
+    "TIMING_FIELDS",
+    "History",
+    "OptimizerFactory",
+    "build_optimizer",
+    "checkpoint_path",
+    "default_lr",
+    "fit",
+    "load_checkpoint",
+]
