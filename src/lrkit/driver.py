@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,10 +84,10 @@ def _write(group: dict[str, Any], key: str, slot: int | None, value: float) -> N
             group[key] = value
     else:
         pair = group[key]
-        if isinstance(pair, tuple):
-            group[key] = (value, *pair[1:])
-        elif isinstance(pair[slot], torch.Tensor):
+        if isinstance(pair[slot], torch.Tensor):
             pair[slot].fill_(value)
+        elif isinstance(pair, tuple):
+            group[key] = (value, *pair[1:])
         else:
             pair[slot] = value
 
@@ -175,6 +176,7 @@ class Scheduler(LRScheduler):
                 counter[0] += 1
 
             self._hook = optimizer.register_step_post_hook(_count)
+            weakref.finalize(self, self._hook.remove)
         self._apply()
 
     def _build_writers(self) -> None:
@@ -205,7 +207,12 @@ class Scheduler(LRScheduler):
                 raise ValueError(f"{opt} has no weight_decay to schedule; pass weight_decay=None")
             return "weight_decay", None
         if "momentum" in group:
-            if all(float(g["momentum"]) == 0.0 for g in self.optimizer.param_groups):
+            # The defaults record how the optimizer was built; the groups may hold a checkpoint's
+            # values (a momentum schedule that had reached 0), which must not block a resume.
+            built_without = float(self.optimizer.defaults.get("momentum", 0.0)) == 0.0
+            if built_without and all(
+                float(g["momentum"]) == 0.0 for g in self.optimizer.param_groups
+            ):
                 raise ValueError(
                     f"{opt} was built with momentum=0, and scheduling momentum would switch it on. "
                     f"Build it with the momentum you want (for example {opt}(params, lr=..., "
@@ -226,6 +233,11 @@ class Scheduler(LRScheduler):
             return [arg] * n
         if isinstance(arg, Hyper):
             raise TypeError(f"{name}= takes a schedule; a Hyper (one_cycle(...)) goes in lr=")
+        if isinstance(arg, str) or not isinstance(arg, Sequence):
+            raise TypeError(
+                f"{name}= takes an lrkit schedule (for example lrkit.schedules.constant(0.1)) or "
+                f"a list with one schedule per param group, got {type(arg).__name__} {arg!r}"
+            )
         items = list(arg)
         if len(items) != n:
             raise ValueError(
@@ -320,7 +332,6 @@ class Scheduler(LRScheduler):
             "schedules": {tr.name: [_describe(s) for s in tr.schedules] for tr in self._tracks},
             "ratios": {tr.name: list(tr.ratios) for tr in self._tracks},
             "stateful": [s.state_dict() for s in self._stateful()],  # type: ignore[attr-defined]
-            "seen_updates": self._seen_updates,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any], *, strict: bool = True) -> None:
@@ -357,8 +368,7 @@ class Scheduler(LRScheduler):
             )
         self._step = int(state_dict["step"])
         self.last_epoch = self._step
-        self._seen_updates = int(state_dict.get("seen_updates", 0))
-        self._updates[0] = self._seen_updates
+        self._seen_updates = self._updates[0]
         self._apply()
 
     def __repr__(self) -> str:

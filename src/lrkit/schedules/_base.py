@@ -61,10 +61,11 @@ class Schedule:
                 f"steps must be finite and >= 0, got {step!r}; schedules count optimizer "
                 "updates from 0"
             )
-        out = self._values(t)
         if scalar:
-            return float(out.reshape(()))
-        return np.asarray(out, dtype=np.float64)
+            # A one-element array, not a 0-d one: NumPy scalars take other code paths (for
+            # example for ``**``) that can differ from array evaluation in the last bit.
+            return float(self._values(t.reshape(1))[0])
+        return np.asarray(self._values(t), dtype=np.float64)
 
     def table(self, start: int, stop: int) -> list[float]:
         """Values for steps ``start .. stop-1`` as a list of floats (used by the driver)."""

@@ -423,4 +423,4 @@ class wsd(Schedule):
             g = (1.0 + np.cos(math.pi * p)) / 2.0
         else:
             g = 1.0 - np.sqrt(p)
-        return np.where(t >= n - d, self.end + (self.peak - self.end) * g, out)
+        return np.where(t > n - d, self.end + (self.peak - self.end) * g, out)

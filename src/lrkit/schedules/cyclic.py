@@ -69,12 +69,21 @@ class _Wave(Schedule):
             raise TypeError(
                 f"scale_fn must be callable as scale_fn(x) -> float, got {self.scale_fn!r}"
             )
+        default = "iterations" if self.scale_fn is None and self.mode == "exp_range" else "cycle"
         if self.scale_mode is None:
-            default = (
-                "iterations" if self.scale_fn is None and self.mode == "exp_range" else "cycle"
-            )
             setattr_frozen(self, "scale_mode", default)
         _check_choice("scale_mode", self.scale_mode, ("cycle", "iterations"))
+        if self.scale_fn is None and self.scale_mode != default:
+            raise ValueError(
+                f"mode={self.mode!r} scales by the {default} number; scale_mode only applies to "
+                "a custom scale_fn. Drop scale_mode, or pass scale_fn to scale by the "
+                f"{self.scale_mode} number"
+            )
+        if self.scale_fn is None and self.mode == "exp_range" and self.gamma > 1:
+            raise ValueError(
+                f"exp_range scales the amplitude by gamma^t, so gamma must be in (0, 1] (got "
+                f"{self.gamma}); above 1 the wave grows past peak without limit"
+            )
         setattr_frozen(self, "steps", check_length("steps", self.steps, allow_none=True))
 
     def _scale(self, x: FloatArray) -> FloatArray:
@@ -244,11 +253,9 @@ def _wave_repr(w: _Wave, name: str, a: tuple[str, float], b: tuple[str, float]) 
     else:
         if w.mode != "triangular":
             parts.append(f"mode={w.mode!r}")
-        if w.mode == "exp_range":
+        if w.mode == "exp_range" or w.gamma != 1.0:
             parts.append(f"gamma={w.gamma!r}")
-            if w.scale_mode != "iterations":
-                parts.append(f"scale_mode={w.scale_mode!r}")
-        elif w.scale_mode != "cycle":
+        if w.scale_mode != ("iterations" if w.mode == "exp_range" else "cycle"):
             parts.append(f"scale_mode={w.scale_mode!r}")
     if w.window != "triangular":
         parts.append(f"window={w.window!r}")

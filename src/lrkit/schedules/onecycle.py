@@ -189,6 +189,8 @@ def one_cycle(
     lr = piecewise(knots, lr_values, anneal, steps=total_steps_i)
     mom: Schedule | None = None
     if momentum is not None:
+        if not isinstance(momentum, tuple | list):
+            raise TypeError(f"momentum must be a pair (high, low) or None, got {momentum!r}")
         if len(momentum) != 2:
             raise ValueError(f"momentum must be a pair (high, low) or None, got {momentum!r}")
         high, low = (check_finite("momentum", m) for m in momentum)
