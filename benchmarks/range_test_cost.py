@@ -15,11 +15,12 @@ import statistics
 import time
 
 import torch
-from _report import machine, write_section
 
 from lrkit import range_test
 from lrkit.tasks import get_task
 from lrkit.train.optimizers import build_optimizer
+
+from _report import machine, write_section
 
 
 def _batches(task_name: str, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

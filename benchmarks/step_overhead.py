@@ -15,10 +15,11 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from _report import machine, write_section
 
 import lrkit
 from lrkit import schedules as S
+
+from _report import machine, write_section
 
 
 def _optimizer(groups: int) -> torch.optim.Optimizer:

@@ -151,7 +151,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Draw a schedule (learning rate, and momentum when cycled) to a PNG."""
         from ..plot import plot_schedule
-
         from ._common import fail
 
         console = Console()
