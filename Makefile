@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/lrkit demo --out runs/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

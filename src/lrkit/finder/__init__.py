@@ -1,0 +1,56 @@
+"""The LR range test, suggestion rules, Smith's bounds, and weight-decay/momentum tests.
+
+Typical use::
+
+    result = range_test(model, optimizer, train_loader, nn.CrossEntropyLoss())
+    result.suggestion                      # lrkit's default rule (None: no clear descent)
+    result.suggest("minimum")              # or "steepest", "valley"; with an uncertainty band
+    base, peak = result.bounds("cyclic")   # Smith's (base, peak)
+    schedule = result.one_cycle(total_steps=10_000)
+    result.plot("range_test.png")
+
+The model, optimizer, GradScaler and global RNGs are exactly as before afterwards.
+"""
+
+from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
+from lrkit.finder.range_test import lr_sequence, range_test
+from lrkit.finder.restore import RngState, TrainingSnapshot
+from lrkit.finder.result import RangeTestResult, StopReason
+from lrkit.finder.smith import lr_bounds
+from lrkit.finder.suggest import (
+    METHODS,
+    CurveAnalysis,
+    Suggestion,
+    analyze_curve,
+    ema,
+    suggest_lr,
+    suggest_lrkit,
+    suggest_minimum,
+    suggest_steepest,
+    suggest_valley,
+    zero_lag_smooth,
+)
+
+__all__ = [
+    "METHODS",
+    "CurveAnalysis",
+    "HyperTestResult",
+    "RangeTestResult",
+    "RngState",
+    "StopReason",
+    "Suggestion",
+    "TrainingSnapshot",
+    "analyze_curve",
+    "ema",
+    "lr_bounds",
+    "lr_sequence",
+    "momentum_test",
+    "range_test",
+    "suggest_lr",
+    "suggest_lrkit",
+    "suggest_minimum",
+    "suggest_steepest",
+    "suggest_valley",
+    "weight_decay_test",
+    "zero_lag_smooth",
+]

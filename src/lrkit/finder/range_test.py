@@ -1,0 +1,525 @@
+"""The learning-rate range test (Smith 2015, arXiv 1506.01186, section 3.3).
+
+Train for a few hundred steps while the learning rate rises from ``start_lr`` to ``end_lr``, and
+record the loss at each step. The loss first stays flat (LR too small to make progress), then
+falls, then turns up or explodes (LR too large). The LR range where it falls is the usable range;
+:mod:`lrkit.finder.suggest` reads a learning rate off the curve.
+
+The test trains the model, so it first takes a :class:`~lrkit.finder.restore.TrainingSnapshot`
+and restores everything afterwards: parameters, buffers, gradients, optimizer state and
+hyperparameters, GradScaler and the global RNGs are exactly as before, whether the test completes,
+diverges, hits a NaN, is interrupted with Ctrl-C or the user's code raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrkit.finder.batches import (
+    BatchStream,
+    LossFn,
+    StepFn,
+    compute_loss,
+    move_to_device,
+    peek,
+    validate_batch,
+)
+from lrkit.finder.restore import RngState, SnapshotMode, TrainingSnapshot
+from lrkit.finder.result import RangeTestResult, StopReason
+
+__all__ = ["ProgressFn", "lr_sequence", "range_test"]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, float, float], None]
+"""``progress(done, total, lr, loss)``: called after every update; ``done`` counts updates over
+all repeats, ``total = steps * repeats``."""
+
+MetricFn = Callable[[Any, Any], float]
+
+_MAX_SKIPS_PER_STEP = 50
+
+
+def lr_sequence(
+    start_lr: float, end_lr: float, steps: int, mode: Literal["exp", "linear"] = "exp"
+) -> np.ndarray:
+    """The learning rates of a range test, one per optimizer update.
+
+    ``"exp"``: ``lr_i = start_lr * (end_lr / start_lr) ** (i / (steps - 1))`` (geometric, equal
+    spacing in log-LR); ``"linear"``: ``lr_i = start_lr + (end_lr - start_lr) * i / (steps - 1)``.
+    Both start exactly at ``start_lr`` and end exactly at ``end_lr``.
+    """
+    i = np.arange(steps, dtype=np.float64) / (steps - 1)
+    if mode == "exp":
+        lrs = start_lr * (end_lr / start_lr) ** i
+    elif mode == "linear":
+        lrs = start_lr + (end_lr - start_lr) * i
+    else:
+        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+    lrs[0], lrs[-1] = start_lr, end_lr
+    return lrs
+
+
+def _check_args(
+    start_lr: float,
+    end_lr: float,
+    steps: int,
+    mode: str,
+    smoothing: float,
+    diverge: float,
+    accumulation_steps: int,
+    repeats: int,
+    snapshot: str,
+) -> None:
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+    if not (math.isfinite(start_lr) and math.isfinite(end_lr)):
+        raise ValueError("start_lr and end_lr must be finite")
+    if mode == "exp" and start_lr <= 0:
+        raise ValueError(f"start_lr must be > 0 for an exponential sweep, got {start_lr}")
+    if start_lr < 0:
+        raise ValueError(f"start_lr must be >= 0, got {start_lr}")
+    if start_lr >= end_lr:
+        raise ValueError(f"start_lr ({start_lr}) must be smaller than end_lr ({end_lr})")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
+        raise ValueError(f"steps must be an int >= 10, got {steps!r}")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    if not diverge > 1.0:
+        raise ValueError(f"diverge must be > 1, got {diverge}")
+    if (
+        isinstance(accumulation_steps, bool)
+        or not isinstance(accumulation_steps, int)
+        or accumulation_steps < 1
+    ):
+        raise ValueError(f"accumulation_steps must be an int >= 1, got {accumulation_steps!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    if snapshot not in ("cpu", "disk"):
+        raise ValueError(f"snapshot must be 'cpu' or 'disk', got {snapshot!r}")
+
+
+def _check_model_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    opt_params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not opt_params:
+        raise ValueError("the optimizer has no parameters")
+    model_ids = {id(p) for p in model.parameters()}
+    if not model_ids:
+        raise ValueError("the model has no parameters")
+    stray = sum(1 for p in opt_params if id(p) not in model_ids)
+    if stray:
+        raise ValueError(
+            f"{stray} of the optimizer's parameters are not parameters of the model; build the "
+            "optimizer from model.parameters()"
+        )
+    if not any(p.requires_grad for p in opt_params):
+        raise ValueError("none of the optimizer's parameters requires grad")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _group_lr(group: dict[str, Any]) -> float:
+    lr = group["lr"]
+    return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
+
+
+class _Sweep:
+    """One run of the sweep (one repeat). Holds the per-step bookkeeping."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lrs: np.ndarray,
+        *,
+        loss_fn: LossFn | None,
+        step_fn: StepFn | None,
+        scaler: Any,
+        accumulation_steps: int,
+        smoothing: float,
+        diverge: float,
+        device: torch.device,
+        val_data: Iterable[Any] | None,
+        metric_fn: MetricFn | None,
+        progress: ProgressFn | None,
+        progress_offset: int,
+        progress_total: int,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.lrs = [float(v) for v in lrs]
+        self.loss_fn = loss_fn
+        self.step_fn = step_fn
+        self.scaler = scaler
+        self.acc = accumulation_steps
+        self.beta = smoothing
+        self.diverge = diverge
+        self.device = device
+        self.val_data = val_data
+        self.metric_fn = metric_fn
+        self.progress = progress
+        self.progress_offset = progress_offset
+        self.progress_total = progress_total
+        groups = optimizer.param_groups
+        initial = [_group_lr(g) for g in groups]
+        top = max(initial)
+        self.ratios = [v / top if top > 0 else 1.0 for v in initial]
+        self.tensor_lr = [isinstance(g["lr"], torch.Tensor) for g in groups]
+        self.train_losses: list[float] = []
+        self.val_losses: list[float] = []
+        self.metrics: list[float] = []
+        self.scored: list[float] = []
+        self.smoothed: list[float] = []
+        self.stop_reason: StopReason = "completed"
+        self.skipped = 0
+        self._real_steps = 0
+
+    def _count_step(self, *_: Any) -> None:
+        self._real_steps += 1
+
+    def _set_lr(self, lr: float) -> None:
+        for group, ratio, is_tensor in zip(
+            self.optimizer.param_groups, self.ratios, self.tensor_lr, strict=True
+        ):
+            if is_tensor:
+                group["lr"].fill_(lr * ratio)
+            else:
+                group["lr"] = lr * ratio
+
+    def _update(self, stream: Iterator[Any]) -> torch.Tensor | None:
+        """One optimizer update; returns the summed loss of its micro-batches, or ``None`` when
+        the GradScaler skipped the step."""
+        opt = self.optimizer
+        opt.zero_grad(set_to_none=True)
+        total: torch.Tensor | None = None
+        for _ in range(self.acc):
+            batch = move_to_device(next(stream), self.device)
+            loss, _, _ = compute_loss(self.model, batch, self.loss_fn, self.step_fn)
+            scaled = loss / self.acc if self.acc > 1 else loss
+            if self.scaler is not None:
+                scaled = self.scaler.scale(scaled)
+            scaled.backward()
+            detached = loss.detach()
+            total = detached if total is None else total + detached
+        if self.scaler is None:
+            opt.step()
+            return total
+        before = self._real_steps
+        self.scaler.step(opt)
+        self.scaler.update()
+        return total if self._real_steps > before else None
+
+    def _validate(self, val_data: Iterable[Any]) -> tuple[float, float]:
+        """Mean validation loss (one sync for all batches) and mean metric."""
+        model = self.model
+        model.eval()
+        loss_sum: torch.Tensor | None = None
+        metric_sum = 0.0
+        n = 0
+        with torch.no_grad():
+            for batch in val_data:
+                batch = move_to_device(batch, self.device)
+                loss, output, target = compute_loss(model, batch, self.loss_fn, self.step_fn)
+                loss = loss.detach().float().reshape(())
+                loss_sum = loss if loss_sum is None else loss_sum + loss
+                if self.metric_fn is not None:
+                    metric_sum += float(self.metric_fn(output, target))
+                n += 1
+        model.train()
+        if loss_sum is None:
+            raise ValueError("val_data is empty: it yielded no batches")
+        mean_metric = metric_sum / n if self.metric_fn is not None else math.nan
+        return float(loss_sum.item()) / n, mean_metric
+
+    def run(self, stream: Iterator[Any]) -> None:
+        """Sweep until ``len(lrs)`` updates are done, the loss diverges or becomes non-finite.
+
+        ``KeyboardInterrupt`` ends the sweep with ``stop_reason="interrupted"``; any other
+        exception propagates.
+        """
+        handle = None
+        if self.scaler is not None:
+            handle = self.optimizer.register_step_post_hook(self._count_step)
+        beta = self.beta
+        avg = 0.0
+        best = math.inf
+        correction = 1.0
+        val_data = self.val_data
+        try:
+            self.model.train()
+            for i, lr in enumerate(self.lrs):
+                self._set_lr(lr)
+                skips = 0
+                while True:
+                    total = self._update(stream)
+                    if total is not None:
+                        break
+                    skips += 1
+                    self.skipped += 1
+                    if skips >= _MAX_SKIPS_PER_STEP:
+                        logger.warning(
+                            "GradScaler skipped %d steps in a row at lr=%.3g: gradients are "
+                            "not finite",
+                            skips,
+                            lr,
+                        )
+                        self.stop_reason = "nan"
+                        return
+                train_loss = total.item() / self.acc
+                self.train_losses.append(train_loss)
+                value = train_loss
+                if val_data is not None:
+                    value, metric = self._validate(val_data)
+                    self.val_losses.append(value)
+                    self.metrics.append(metric)
+                self.scored.append(value)
+                if not math.isfinite(value):
+                    self.smoothed.append(math.nan)
+                    self.stop_reason = "nan"
+                    return
+                avg = beta * avg + (1.0 - beta) * value
+                correction *= beta
+                smooth = avg / (1.0 - correction) if beta > 0 else value
+                self.smoothed.append(smooth)
+                if self.progress is not None:
+                    self.progress(self.progress_offset + i + 1, self.progress_total, lr, value)
+                best = min(best, smooth)
+                if smooth > best + (self.diverge - 1.0) * abs(best):
+                    self.stop_reason = "diverged"
+                    return
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+        finally:
+            if handle is not None:
+                handle.remove()
+
+
+def range_test(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    mode: Literal["exp", "linear"] = "exp",
+    smoothing: float = 0.98,
+    diverge: float = 4.0,
+    accumulation_steps: int = 1,
+    val_data: Iterable[Any] | None = None,
+    metric_fn: MetricFn | None = None,
+    step_fn: StepFn | None = None,
+    scaler: Any = None,
+    repeats: int = 1,
+    seed: int = 0,
+    snapshot: SnapshotMode = "cpu",
+    progress: ProgressFn | None = None,
+) -> RangeTestResult:
+    """Run an LR range test and restore the model, optimizer, scaler and RNGs afterwards.
+
+    The learning rate rises over ``steps`` optimizer updates from ``start_lr`` to ``end_lr``
+    (:func:`lr_sequence`: geometric for ``mode="exp"``, arithmetic for ``"linear"``). The loss
+    after each update is recorded raw and smoothed with a bias-corrected exponential moving
+    average (as in Adam): ``avg_i = beta * avg_(i-1) + (1 - beta) * loss_i``,
+    ``smoothed_i = avg_i / (1 - beta**(i+1))`` with ``beta = smoothing``. The sweep stops early
+    when ``smoothed_i > best + (diverge - 1) * |best|`` (``diverge`` times the best smoothed loss
+    for positive losses; ``stop_reason="diverged"``) or the loss is NaN/inf (``"nan"``).
+
+    Args:
+        model: the model; it is put in train mode for the sweep (``eval`` for validation) and its
+            modes are restored afterwards.
+        optimizer: an optimizer over (some of) the model's parameters. With several param
+            groups, the group with the largest initial LR follows the sweep and the others keep
+            their LR ratio to it.
+        data: any iterable of batches (list, DataLoader, ...), re-iterated when it has fewer
+            than ``steps * accumulation_steps`` batches. Batches are ``(inputs..., target)``
+            tuples used as ``loss_fn(model(*inputs), target)``, or anything when ``step_fn``
+            is given (dict batches need ``step_fn``). Tensors are moved to the model's device.
+        loss_fn: ``loss_fn(output, target) -> scalar tensor``.
+        start_lr, end_lr, steps, mode: the LR sequence; ``steps`` counts optimizer updates.
+        smoothing: ``beta`` of the moving average, in ``[0, 1)`` (0: no smoothing).
+        diverge: stop when the smoothed loss exceeds this multiple of its best value (> 1).
+        accumulation_steps: batches per update; the gradient is the mean over them and the
+            recorded loss is their mean loss. The LR advances once per update.
+        val_data: when given, each step is scored on the mean validation loss over these
+            batches (slower, less noisy); the training loss is still recorded.
+        metric_fn: ``metric_fn(output, target) -> float``, averaged over ``val_data`` at each
+            step (e.g. accuracy; Smith 2015 read the bounds off accuracy). Needs ``val_data``
+            with ``(inputs..., target)`` batches and no ``step_fn``.
+        step_fn: ``step_fn(model, batch) -> loss`` for models that compute their own loss.
+        scaler: a ``torch.amp.GradScaler``: the loss is scaled before ``backward``, the step goes
+            through ``scaler.step``/``scaler.update``, and a step the scaler skips (inf/NaN
+            gradients) is retried with the next batch at the same LR. 50 skips in a row stop the
+            sweep with ``stop_reason="nan"``.
+        repeats: run the sweep this many times with different data orders (a shuffling
+            DataLoader is re-iterated; a list of batches is permuted; other iterables pass a
+            32-batch shuffle buffer), restoring the model in between. The result's ``losses``
+            are the mean over repeats, up to the length of the shortest one; the spread of the
+            repeats gives the suggestion's uncertainty band.
+        seed: seed of the private generator that permutes batches for ``repeats > 1``.
+        snapshot: keep the restore copy on the ``"cpu"`` or on ``"disk"`` (a temporary file).
+        progress: ``progress(done, total, lr, loss)`` after every update.
+
+    Returns:
+        A :class:`RangeTestResult` with the curves, ``stop_reason`` and the default suggestion.
+        ``KeyboardInterrupt`` returns the partial result with ``stop_reason="interrupted"``.
+
+    Raises:
+        ValueError: bad arguments, empty data, unusable batches or a non-scalar loss, before any
+            state is changed (a non-scalar loss is found at step 1, then everything is restored
+            first). Exceptions raised by the caller's code propagate after the restore; the
+            partial result is attached to them as ``range_test_result`` (with
+            ``stop_reason="error"``).
+    """
+    _check_args(
+        start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats, snapshot
+    )
+    _check_model_optimizer(model, optimizer)
+    if metric_fn is not None and val_data is None:
+        raise ValueError("metric_fn needs val_data (the metric is measured on validation data)")
+    if metric_fn is not None and step_fn is not None:
+        raise ValueError(
+            "metric_fn needs (inputs..., target) batches used with loss_fn; it cannot be "
+            "combined with step_fn"
+        )
+    if step_fn is None and loss_fn is None:
+        raise ValueError("pass loss_fn(output, target) or step_fn(model, batch) -> loss")
+
+    if isinstance(val_data, Iterator):
+        raise ValueError("val_data is read at every step; pass a list or a DataLoader")
+    lrs = lr_sequence(start_lr, end_lr, steps, mode)
+    rng = RngState.capture()
+    try:
+        first, first_iter = peek(data)
+        validate_batch(
+            first, has_step_fn=step_fn is not None, has_loss_fn=loss_fn is not None, what="data"
+        )
+        if val_data is not None:
+            val_first, _ = peek(val_data)
+            validate_batch(
+                val_first,
+                has_step_fn=step_fn is not None,
+                has_loss_fn=loss_fn is not None,
+                what="val_data",
+            )
+    except BaseException:
+        rng.restore()
+        raise
+
+    snap = TrainingSnapshot.take(model, optimizer, scaler, snapshot, rng=rng)
+    device = _model_device(model)
+    sweeps: list[_Sweep] = []
+    total = steps * repeats
+    one_shot = isinstance(data, Iterator)
+    try:
+        for r in range(repeats):
+            if r > 0:
+                snap.restore_training()
+            stream = BatchStream(
+                data,
+                first=first_iter if (r == 0 or one_shot) else None,
+                reorder=r > 0,
+                seed=seed + r,
+            )
+            sweep = _Sweep(
+                model,
+                optimizer,
+                lrs,
+                loss_fn=loss_fn,
+                step_fn=step_fn,
+                scaler=scaler,
+                accumulation_steps=accumulation_steps,
+                smoothing=smoothing,
+                diverge=diverge,
+                device=device,
+                val_data=val_data,
+                metric_fn=metric_fn,
+                progress=progress,
+                progress_offset=r * steps,
+                progress_total=total,
+            )
+            sweeps.append(sweep)
+            sweep.run(stream)
+            logger.info(
+                "range test repeat %d/%d: %d steps, stopped: %s, %d steps skipped by the scaler",
+                r + 1,
+                repeats,
+                len(sweep.scored),
+                sweep.stop_reason,
+                sweep.skipped,
+            )
+            if sweep.stop_reason == "interrupted":
+                break
+    except BaseException as err:
+        snap.restore()
+        snap.close()
+        if sweeps and isinstance(err, Exception):
+            sweeps[-1].stop_reason = "error"
+            try:
+                partial = _assemble(sweeps, lrs, start_lr, end_lr, mode, smoothing, diverge)
+                setattr(err, "range_test_result", partial)  # noqa: B010
+            except Exception:  # the partial result is a courtesy; never mask the error
+                logger.debug("could not assemble a partial range-test result", exc_info=True)
+        raise
+    snap.restore()
+    snap.close()
+    return _assemble(sweeps, lrs, start_lr, end_lr, mode, smoothing, diverge)
+
+
+def _assemble(
+    sweeps: Sequence[_Sweep],
+    lrs: np.ndarray,
+    start_lr: float,
+    end_lr: float,
+    mode: str,
+    smoothing: float,
+    diverge: float,
+) -> RangeTestResult:
+    done = [s for s in sweeps if s.scored]
+    if not done:
+        done = list(sweeps[:1])
+    n = min(len(s.scored) for s in done)
+    shortest = min(done, key=lambda s: len(s.scored))
+    stop: StopReason = shortest.stop_reason
+    if any(s.stop_reason == "interrupted" for s in sweeps):
+        stop = "interrupted"
+    if any(s.stop_reason == "error" for s in sweeps):
+        stop = "error"
+
+    def mean_of(attr: str) -> np.ndarray:
+        rows = [np.asarray(getattr(s, attr)[:n], dtype=np.float64) for s in done]
+        return np.mean(rows, axis=0) if rows else np.empty(0)
+
+    validating = bool(done and done[0].val_losses)
+    return RangeTestResult.build(
+        lrs=lrs[:n].copy(),
+        losses=mean_of("train_losses"),
+        val_losses=mean_of("val_losses") if validating else None,
+        metrics=mean_of("metrics") if validating and done[0].metric_fn is not None else None,
+        repeat_losses=[np.asarray(s.scored[:n], dtype=np.float64) for s in done],
+        repeat_stop_reasons=[s.stop_reason for s in done],
+        stop_reason=stop,
+        smoothing=smoothing,
+        diverge=diverge,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        mode=mode,
+    )

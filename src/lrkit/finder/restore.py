@@ -1,0 +1,307 @@
+"""Snapshot and exact restore of everything a range test touches.
+
+A range test trains the model, so it changes the parameters, buffers (BatchNorm running stats),
+gradients, the optimizer's state and param-group hyperparameters, the GradScaler, and the global
+random number generators (data shuffling, dropout). :class:`TrainingSnapshot` records all of it
+before the test and puts it back afterwards, bit for bit.
+
+The copies of the tensors live on the CPU (``mode="cpu"``) or in a temporary file
+(``mode="disk"``, written with :func:`torch.save`), never on the accelerator, so a GPU model does
+not need twice its GPU memory. Tensors are restored in place with ``copy_`` wherever the shape,
+dtype and device still match, so references the caller holds (``optimizer.param_groups[0]``,
+``model.weight``, ``optimizer.state[p]["exp_avg"]``) stay valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["RngState", "SnapshotMode", "TrainingSnapshot"]
+
+logger = logging.getLogger(__name__)
+
+SnapshotMode = Literal["cpu", "disk"]
+
+
+@dataclass
+class RngState:
+    """The global random number generators: Python ``random``, NumPy's legacy global state, torch
+    CPU, and torch CUDA (every device) when CUDA has been initialized."""
+
+    python: Any
+    numpy: Any
+    torch_cpu: torch.Tensor
+    torch_cuda: list[torch.Tensor] | None
+
+    @classmethod
+    def capture(cls) -> RngState:
+        """Record the current state of all global generators."""
+        cuda: list[torch.Tensor] | None = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            cuda = torch.cuda.get_rng_state_all()
+        return cls(
+            python=random.getstate(),
+            numpy=np.random.get_state(),
+            torch_cpu=torch.get_rng_state(),
+            torch_cuda=cuda,
+        )
+
+    def restore(self) -> None:
+        """Put every generator back to the recorded state."""
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None:
+            torch.cuda.set_rng_state_all(self.torch_cuda)
+
+
+@dataclass
+class _TensorSlot:
+    """Where a saved tensor came from: its key in the tensor store and its original device."""
+
+    key: str
+    device: torch.device
+
+
+def _is_tensor(value: object) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+@dataclass
+class TrainingSnapshot:
+    """A restorable copy of a model, its optimizer, an optional GradScaler and the global RNGs.
+
+    Create it with :meth:`take`; call :meth:`restore_training` to put back the model, optimizer and
+    scaler (used between repeats), :meth:`restore_rng` for the generators, and :meth:`close` to
+    delete the temporary file in ``"disk"`` mode. :meth:`restore` does all three restores.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    mode: SnapshotMode
+    rng: RngState
+    _store: dict[str, torch.Tensor] | None = None
+    _path: str | None = None
+    _params: list[tuple[nn.Parameter, _TensorSlot, _TensorSlot | None]] = field(
+        default_factory=list
+    )
+    _buffers: list[tuple[nn.Module, str, _TensorSlot | None]] = field(default_factory=list)
+    _training: list[tuple[nn.Module, bool]] = field(default_factory=list)
+    _opt_params: list[torch.Tensor] = field(default_factory=list)
+    _opt_state: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _opt_state_keys: list[Any] = field(default_factory=list)
+    _groups: list[dict[str, Any]] = field(default_factory=list)
+    _scaler_state: dict[str, Any] | None = None
+
+    @classmethod
+    def take(
+        cls,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: Any = None,
+        mode: SnapshotMode = "cpu",
+        rng: RngState | None = None,
+    ) -> TrainingSnapshot:
+        """Record the state of ``model``, ``optimizer``, ``scaler`` and the RNGs.
+
+        ``rng`` lets the caller pass generator states captured earlier (before peeking at the
+        data, which may draw random numbers for shuffling).
+        """
+        if mode not in ("cpu", "disk"):
+            raise ValueError(f"snapshot must be 'cpu' or 'disk', got {mode!r}")
+        snap = cls(
+            model=model,
+            optimizer=optimizer,
+            scaler=scaler,
+            mode=mode,
+            rng=rng if rng is not None else RngState.capture(),
+        )
+        tensors: dict[str, torch.Tensor] = {}
+
+        def save(key: str, t: torch.Tensor) -> _TensorSlot:
+            t = t.detach()
+            tensors[key] = t if mode == "disk" else t.to("cpu", copy=True)
+            return _TensorSlot(key, t.device)
+
+        for i, p in enumerate(model.parameters()):
+            data_slot = save(f"p{i}", p)
+            grad_slot = save(f"g{i}", p.grad) if p.grad is not None else None
+            snap._params.append((p, data_slot, grad_slot))
+        j = 0
+        for module in model.modules():
+            snap._training.append((module, module.training))
+            for name, buf in module._buffers.items():
+                slot = None
+                if buf is not None:
+                    slot = save(f"b{j}", buf)
+                    j += 1
+                snap._buffers.append((module, name, slot))
+
+        snap._opt_params = [p for g in optimizer.param_groups for p in g["params"]]
+        index = {id(p): k for k, p in enumerate(snap._opt_params)}
+        snap._opt_state_keys = list(optimizer.state.keys())
+        for key in snap._opt_state_keys:
+            k = index.get(id(key), -1)
+            if k < 0:
+                continue
+            entry: dict[str, Any] = {}
+            for name, value in optimizer.state[key].items():
+                if _is_tensor(value):
+                    entry[name] = save(f"s{k}.{name}", value)
+                else:
+                    entry[name] = copy.deepcopy(value)
+            snap._opt_state[k] = entry
+        for g, group in enumerate(optimizer.param_groups):
+            saved: dict[str, Any] = {}
+            for name, value in group.items():
+                if name == "params":
+                    continue
+                if _is_tensor(value):
+                    saved[name] = save(f"h{g}.{name}", value)
+                else:
+                    saved[name] = copy.deepcopy(value)
+            snap._groups.append(saved)
+
+        if scaler is not None:
+            snap._scaler_state = {
+                "state_dict": scaler.state_dict(),
+                "lazy": getattr(scaler, "_scale", None) is None,
+                "init_scale": getattr(scaler, "_init_scale", None),
+                "init_growth_tracker": getattr(scaler, "_init_growth_tracker", None),
+                "per_optimizer_empty": len(getattr(scaler, "_per_optimizer_states", {})) == 0,
+            }
+
+        if mode == "disk":
+            fd, path = tempfile.mkstemp(prefix="lrkit-snapshot-", suffix=".pt")
+            os.close(fd)
+            try:
+                torch.save(tensors, path)
+            except BaseException:
+                os.unlink(path)
+                raise
+            snap._path = path
+            logger.debug("range-test snapshot written to %s", path)
+        else:
+            snap._store = tensors
+        return snap
+
+    def _load(self) -> dict[str, torch.Tensor]:
+        if self._store is not None:
+            return self._store
+        if self._path is None:
+            raise RuntimeError("the snapshot was closed")
+        loaded: dict[str, torch.Tensor] = torch.load(
+            self._path, map_location="cpu", weights_only=True
+        )
+        return loaded
+
+    def restore_training(self) -> None:
+        """Restore the model (parameters, gradients, buffers, train/eval modes), the optimizer
+        (state and param-group hyperparameters) and the GradScaler."""
+        store = self._load()
+        fresh = self._store is None
+
+        def value(slot: _TensorSlot) -> torch.Tensor:
+            t = store[slot.key]
+            return t.to(slot.device) if fresh else t.to(slot.device, copy=True)
+
+        def put(current: object, slot: _TensorSlot) -> torch.Tensor:
+            src = store[slot.key]
+            if (
+                isinstance(current, torch.Tensor)
+                and current.shape == src.shape
+                and current.dtype == src.dtype
+                and current.device == slot.device
+                and current.layout == src.layout
+            ):
+                current.copy_(src)
+                return current
+            return value(slot)
+
+        with torch.no_grad():
+            for p, data_slot, grad_slot in self._params:
+                p.copy_(store[data_slot.key])
+                if grad_slot is None:
+                    p.grad = None
+                else:
+                    p.grad = put(p.grad, grad_slot)
+            for module, name, slot in self._buffers:
+                if slot is None:
+                    module._buffers[name] = None
+                else:
+                    module._buffers[name] = put(module._buffers[name], slot)
+            for module, training in self._training:
+                module.training = training
+
+            opt = self.optimizer
+            keep = {id(k) for k in self._opt_state_keys}
+            for key in list(opt.state.keys()):
+                if id(key) not in keep:
+                    del opt.state[key]
+            for k, param in enumerate(self._opt_params):
+                saved = self._opt_state.get(k)
+                if saved is None:
+                    continue
+                current = opt.state[param]
+                for name in list(current.keys()):
+                    if name not in saved:
+                        del current[name]
+                for name, v in saved.items():
+                    if isinstance(v, _TensorSlot):
+                        current[name] = put(current.get(name), v)
+                    else:
+                        current[name] = copy.deepcopy(v)
+            for group, saved_group in zip(opt.param_groups, self._groups, strict=False):
+                for name in list(group.keys()):
+                    if name != "params" and name not in saved_group:
+                        del group[name]
+                for name, v in saved_group.items():
+                    if isinstance(v, _TensorSlot):
+                        group[name] = put(group.get(name), v)
+                    else:
+                        group[name] = copy.deepcopy(v)
+
+        if self.scaler is not None and self._scaler_state is not None:
+            st = self._scaler_state
+            if st["state_dict"]:
+                self.scaler.load_state_dict(st["state_dict"])
+            if st["lazy"] and hasattr(self.scaler, "_scale"):
+                self.scaler._scale = None
+                self.scaler._growth_tracker = None
+            if st["init_scale"] is not None:
+                self.scaler._init_scale = st["init_scale"]
+            if st["init_growth_tracker"] is not None:
+                self.scaler._init_growth_tracker = st["init_growth_tracker"]
+            states = getattr(self.scaler, "_per_optimizer_states", None)
+            if st["per_optimizer_empty"] and states is not None:
+                states.clear()
+
+    def restore_rng(self) -> None:
+        """Restore the global random number generators."""
+        self.rng.restore()
+
+    def restore(self) -> None:
+        """Restore the model, optimizer, scaler and RNGs."""
+        self.restore_training()
+        self.restore_rng()
+
+    def close(self) -> None:
+        """Release the copies (delete the temporary file in ``"disk"`` mode)."""
+        self._store = None
+        if self._path is not None:
+            try:
+                os.unlink(self._path)
+            except OSError:
+                logger.warning("could not delete range-test snapshot %s", self._path)
+            self._path = None
