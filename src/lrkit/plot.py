@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "plot_schedule", "save_figure"]
+__all__ = ["new_axes", "new_figure", "plot_schedule", "save_axes", "save_figure"]
 
 
 def new_figure(width: float = 7.0, height: float = 3.6) -> Figure:
@@ -25,11 +26,43 @@ def new_figure(width: float = 7.0, height: float = 3.6) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Write ``fig`` to ``path`` (format from the suffix), creating the folder."""
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    """Write ``fig`` to ``path`` (format from the suffix, Agg canvas), creating the folder."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
+        FigureCanvasAgg(fig)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
+
+
+def new_axes(target: Any, width: float = 7.0, height: float = 4.5) -> tuple[Axes, Path | None]:
+    """Resolve a plot target: an ``Axes`` is drawn into as is; a path gets a new display-free
+    figure (see :func:`new_figure`) to be written there; ``None`` gets a new pyplot figure (for
+    notebooks). Returns the axes and the path to write, if any."""
+    from matplotlib.axes import Axes
+
+    if isinstance(target, Axes):
+        return target, None
+    if target is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(width, height), layout="constrained")
+        return ax, None
+    if isinstance(target, str | os.PathLike):
+        return new_figure(width, height).add_subplot(), Path(target)
+    raise TypeError(f"plot target must be a path, a matplotlib Axes or None, got {target!r}")
+
+
+def save_axes(ax: Axes, path: str | os.PathLike[str]) -> None:
+    """Write the figure that holds ``ax`` to ``path``."""
+    from matplotlib.figure import Figure
+
+    fig: Any = ax.get_figure()
+    if fig is not None and not isinstance(fig, Figure):
+        fig = getattr(fig, "figure", None)
+    if not isinstance(fig, Figure):
+        raise ValueError("the axes belong to no figure")
+    save_figure(fig, path)
 
 
 def plot_schedule(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -28,6 +29,27 @@ def print_run(run: RecipeRun) -> None:
     console.print(table)
     for line in run.findings:
         console.print(f"• {line}", highlight=False)
+
+
+def run_and_report(
+    description: str, job: Callable[..., RecipeRun], *, report: bool = True, **kwargs: Any
+) -> None:
+    """Run ``job(progress=..., log=..., **kwargs)`` under a progress bar, print its table and
+    findings, and write its report; bad input ends with a clear message and status 2."""
+    from ..experiments import write_report
+
+    try:
+        with sweep_progress(description) as progress:
+            run = job(progress=progress, log=_log, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise fail(err) from err
+    print_run(run)
+    if report:
+        console.print(f"wrote {write_report(run.run_dir)}")
+
+
+def _log(line: str) -> None:
+    console.print(line, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -73,29 +95,24 @@ def register(app: typer.Typer) -> None:
         list_: Annotated[bool, typer.Option("--list", help="List the recipes and exit.")] = False,
     ) -> None:
         """Run a recipe from the literature on a task, over several seeds."""
-        from ..experiments import RECIPES, run_recipe, write_report
+        from ..experiments import RECIPES, run_recipe
 
         if list_ or not recipe:
             for r in RECIPES.values():
                 console.print(f"[bold]{r.name}[/bold]: {r.claim}\n    [dim]{r.source}[/dim]")
             return
-        try:
-            with sweep_progress(f"{recipe} on {task}") as progress:
-                run = run_recipe(
-                    recipe,
-                    task,
-                    seeds=seeds,
-                    out=out,
-                    epochs=epochs,
-                    peak=peak,
-                    workers=workers,
-                    progress=progress,
-                )
-        except (ValueError, TypeError) as err:
-            raise fail(err) from err
-        print_run(run)
-        if report:
-            console.print(f"wrote {write_report(run.run_dir)}")
+        run_and_report(
+            f"{recipe} on {task}",
+            run_recipe,
+            report=report,
+            name=recipe,
+            task=task,
+            seeds=seeds,
+            out=out,
+            epochs=epochs,
+            peak=peak,
+            workers=workers,
+        )
 
     @app.command("compare")
     def compare_cmd(
@@ -121,25 +138,20 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """An ad-hoc grid of optimizers × schedules × seeds."""
-        from ..experiments import compare, write_report
+        from ..experiments import compare
 
-        try:
-            with sweep_progress(f"compare on {task}") as progress:
-                run = compare(
-                    task,
-                    [o.strip() for o in optimizers.split(",") if o.strip()],
-                    [s.strip() for s in schedules.split(",") if s.strip()],
-                    seeds=seeds,
-                    out=out,
-                    epochs=epochs,
-                    peak=peak,
-                    workers=workers,
-                    progress=progress,
-                )
-        except (ValueError, TypeError) as err:
-            raise fail(err) from err
-        print_run(run)
-        console.print(f"wrote {write_report(run.run_dir)}")
+        run_and_report(
+            f"compare on {task}",
+            compare,
+            task=task,
+            optimizers=[o.strip() for o in optimizers.split(",") if o.strip()],
+            schedules=[x.strip() for x in schedules.split(",") if x.strip()],
+            seeds=seeds,
+            out=out,
+            epochs=epochs,
+            peak=peak,
+            workers=workers,
+        )
 
     @app.command("report")
     def report_cmd(
@@ -168,20 +180,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The README's main job: range test, one-cycle at the suggested peak against a
         constant LR, a table, and an HTML report."""
-        from ..experiments import write_report
-        from ..experiments.demo import run_demo
+        from ..experiments import run_demo
 
-        try:
-            with sweep_progress(f"demo on {task}") as progress:
-                run = run_demo(
-                    task,
-                    out=out,
-                    seeds=seeds,
-                    workers=workers,
-                    progress=progress,
-                    log=lambda line: console.print(line, highlight=False),
-                )
-        except (ValueError, TypeError) as err:
-            raise fail(err) from err
-        print_run(run)
-        console.print(f"wrote {write_report(run.run_dir)}")
+        run_and_report(
+            f"demo on {task}", run_demo, task=task, out=out, seeds=seeds, workers=workers
+        )

@@ -1,7 +1,16 @@
 """Experiments: recipes from the literature, sweeps over seeds, a durable results store, and an
 HTML report."""
 
-from .recipes import RECIPES, Recipe, RecipeRun, compare, get_recipe, run_recipe, steps_to
+from .recipes import (
+    RECIPES,
+    Recipe,
+    RecipeRun,
+    compare,
+    get_recipe,
+    run_demo,
+    run_recipe,
+    steps_to,
+)
 from .report import write_report
 from .store import RunDir, TrialRecord
 from .summary import Arm, group_arms, mean_std
@@ -21,6 +30,7 @@ __all__ = [
     "get_recipe",
     "group_arms",
     "mean_std",
+    "run_demo",
     "run_recipe",
     "run_trial",
     "run_trials",

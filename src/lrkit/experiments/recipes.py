@@ -29,6 +29,7 @@ __all__ = [
     "RecipeRun",
     "compare",
     "get_recipe",
+    "run_demo",
     "run_recipe",
     "steps_to",
 ]
@@ -290,6 +291,26 @@ def _baseline_findings(ctx: Context, arms: list[Arm]) -> list[str]:
     return lines
 
 
+def _demo(ctx: Context) -> list[Trial]:
+    opt = ctx.task.optimizer
+    base, peak = ctx.bounds(opt, "one_cycle")
+    lr0 = task_lr(ctx.task, opt)
+    return ctx.trials(f"constant lr={lr0:g}", opt, lr0) + ctx.trials(
+        f"one-cycle peak={peak:.3g}", opt, S.one_cycle(peak, ctx.steps, start=base)
+    )
+
+
+DEMO = Recipe(
+    "demo",
+    "The range test's suggestion, used as the one-cycle peak, trains at least as well as the "
+    "usual constant learning rate, without a grid search.",
+    "Smith 2015 (arXiv 1506.01186); Smith & Topin 2017 (arXiv 1708.07120).",
+    _demo,
+    lambda ctx, arms: _speedup_findings(arms, arms[0].label, ctx.task.metric_name),
+)
+"""What ``lrkit demo`` runs: one-cycle at the suggested peak against the constant LR."""
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
@@ -350,6 +371,31 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def run_demo(
+    task: str = "mnist1d-cnn",
+    *,
+    out: str | os.PathLike[str] = "runs/demo",
+    seeds: int = 2,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RecipeRun:
+    """Range test on ``task``, then one-cycle at the suggested peak and the task's constant-LR
+    baseline for the same number of steps over ``seeds`` seeds, stored in ``out`` (resumable).
+    The findings give each arm's steps to the constant baseline's final metric."""
+    return _execute(
+        DEMO,
+        task,
+        seeds=seeds,
+        out=out,
+        epochs=None,
+        peak=None,
+        workers=workers,
+        progress=progress,
+        log=log,
+    )
+
+
 def get_recipe(name: str) -> Recipe:
     """A recipe by name; an unknown name lists the known ones."""
     try:
@@ -369,21 +415,51 @@ class RecipeRun:
     findings: list[str]
 
 
-def _config(
-    recipe: Recipe, task: Task, seeds: int, steps: int, peak: float | None
-) -> dict[str, Any]:
-    return {
+def _execute(
+    recipe: Recipe,
+    task: str,
+    *,
+    seeds: int,
+    out: str | os.PathLike[str] | None,
+    epochs: float | None,
+    peak: float | None,
+    workers: int | None,
+    progress: ProgressFn | None,
+    log: Callable[[str], None] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RecipeRun:
+    t = get_task(task)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    spe = t.steps_per_epoch()
+    ep = t.epochs if epochs is None else float(epochs)
+    if ep <= 0:
+        raise ValueError(f"epochs must be > 0, got {epochs}")
+    steps = max(10, round(ep * spe))
+    folder = Path(out) if out is not None else Path("runs") / f"{recipe.name}-{_slug(t.name)}"
+    config = {
         "recipe": recipe.name,
-        "title": f"{recipe.name} on {task.name}",
+        "title": f"{recipe.name} on {t.name}",
         "claim": recipe.claim,
         "source": recipe.source,
-        "task": task.name,
-        "metric_name": task.metric_name,
+        "task": t.name,
+        "metric_name": t.metric_name,
         "seeds": seeds,
         "steps": steps,
         "peak": peak,
-        "target": task.target,
+        "target": t.target,
+        **(extra or {}),
     }
+    rd = RunDir(folder, config)
+    ctx = Context(t, seeds, steps, rd, peak, spe, task)
+    trials = recipe.build(ctx)
+    if log is not None:
+        for line in ctx.notes:
+            log(line)
+    records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
+    arms = group_arms(records)
+    findings = ctx.notes + recipe.findings(ctx, arms)
+    return RecipeRun(recipe.name, rd.path, records, arms, findings)
 
 
 def run_recipe(
@@ -396,30 +472,26 @@ def run_recipe(
     peak: float | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> RecipeRun:
     """Run a recipe on a task: the range test (when needed), every arm over ``seeds`` seeds on
     a process pool, stored durably in ``out`` (restart with the same arguments to resume).
 
     ``epochs`` scales the baseline budget (default: the task's epochs); ``peak`` skips the range
-    test and uses this LR as the peak.
+    test and uses this LR as the peak; ``log`` receives the range test's findings before the
+    training starts.
     """
-    recipe = get_recipe(name)
-    t = get_task(task)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
-    spe = t.steps_per_epoch()
-    ep = t.epochs if epochs is None else float(epochs)
-    if ep <= 0:
-        raise ValueError(f"epochs must be > 0, got {epochs}")
-    steps = max(10, round(ep * spe))
-    folder = Path(out) if out is not None else Path("runs") / f"{name}-{_slug(t.name)}"
-    rd = RunDir(folder, _config(recipe, t, seeds, steps, peak))
-    ctx = Context(t, seeds, steps, rd, peak, spe, task)
-    trials = recipe.build(ctx)
-    records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
-    arms = group_arms(records)
-    findings = ctx.notes + recipe.findings(ctx, arms)
-    return RecipeRun(name, rd.path, records, arms, findings)
+    return _execute(
+        get_recipe(name),
+        task,
+        seeds=seeds,
+        out=out,
+        epochs=epochs,
+        peak=peak,
+        workers=workers,
+        progress=progress,
+        log=log,
+    )
 
 
 def compare(
@@ -433,6 +505,7 @@ def compare(
     peak: float | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> RecipeRun:
     """An ad-hoc grid: every optimizer × schedule × seed on a task.
 
@@ -440,33 +513,36 @@ def compare(
     ``triangular2``, ``cosine``, ``warmup-cosine``, ``step`` (x0.1 at 50% and 75%). Peaks come
     from a range test per optimizer (or ``peak``).
     """
-    t = get_task(task)
-    spe = t.steps_per_epoch()
-    steps = max(10, round((t.epochs if epochs is None else float(epochs)) * spe))
-    cfg = {
-        "recipe": "compare",
-        "title": f"compare on {t.name}",
-        "task": t.name,
-        "metric_name": t.metric_name,
-        "seeds": seeds,
-        "steps": steps,
-        "optimizers": list(optimizers),
-        "schedules": list(schedules),
-        "peak": peak,
-        "target": t.target,
-    }
-    folder = Path(out) if out is not None else Path("runs") / f"compare-{_slug(t.name)}"
-    rd = RunDir(folder, cfg)
-    ctx = Context(t, seeds, steps, rd, peak, spe, task)
-    trials: list[Trial] = []
-    for opt in optimizers:
-        for name in schedules:
-            lr, n = _named_schedule(ctx, opt, name)
-            trials += ctx.trials(f"{opt} {name}", opt, lr, steps=n)
-    records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
-    arms = group_arms(records)
-    return RecipeRun(
-        "compare", rd.path, records, arms, ctx.notes + _final_findings(arms, t.metric_name)
+    for name in schedules:
+        if name not in SCHEDULE_NAMES:
+            raise ValueError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULE_NAMES)}")
+
+    def build(ctx: Context) -> list[Trial]:
+        trials: list[Trial] = []
+        for opt in optimizers:
+            for name in schedules:
+                lr, n = _named_schedule(ctx, opt, name)
+                trials += ctx.trials(f"{opt} {name}", opt, lr, steps=n)
+        return trials
+
+    recipe = Recipe(
+        "compare",
+        "An ad-hoc grid of optimizers and schedules.",
+        "",
+        build,
+        lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+    )
+    return _execute(
+        recipe,
+        task,
+        seeds=seeds,
+        out=out,
+        epochs=epochs,
+        peak=peak,
+        workers=workers,
+        progress=progress,
+        log=log,
+        extra={"optimizers": list(optimizers), "schedules": list(schedules)},
     )
 
 
@@ -488,8 +564,6 @@ def _named_schedule(ctx: Context, opt: str, name: str) -> tuple[float | Schedule
     if name == "step":
         lr0 = task_lr(ctx.task, opt)
         return S.multistep(lr0, (n // 2, n * 3 // 4)), n
-    if name not in SCHEDULE_NAMES:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULE_NAMES)}")
     kind = "one_cycle" if name in ("one-cycle", "cosine", "warmup-cosine") else "cyclic"
     base, peak = ctx.bounds(opt, kind)
     momentum = (0.95, 0.85) if opt in ("sgd", "adam", "adamw", "adamax") else None

@@ -56,7 +56,7 @@ class HyperTestResult:
     def plot(self, target: str | os.PathLike[str] | Axes | None = None) -> Axes:
         """All smoothed curves on one log-LR plot, the recommended one drawn bold. ``target``
         is an ``Axes``, a file path (Agg backend) or ``None`` (new pyplot figure)."""
-        from lrkit.finder.plotting import new_axes, save_axes
+        from lrkit.plot import new_axes, save_axes
 
         ax, path = new_axes(target)
         tops: list[float] = []

@@ -172,7 +172,7 @@ class RangeTestResult:
         file path (written with the Agg backend, no window opens), or ``None`` for a new pyplot
         figure.
         """
-        from lrkit.finder.plotting import new_axes, save_axes
+        from lrkit.plot import new_axes, save_axes
 
         ax, path = new_axes(target)
         lrs = self.lrs
