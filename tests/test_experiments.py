@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -331,3 +333,22 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(tmp_path: 
     ]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
     assert 'data-images-loaded="2/2"' in dom, dom[-2000:]
+
+
+def _maybe_die(config: Any) -> dict[str, Any]:
+    if config["die"]:
+        os._exit(3)  # a worker killed mid-trial (as by the OOM killer)
+    time.sleep(0.2)
+    return {"x": config["x"]}
+
+
+@pytest.mark.slow
+def test_a_dying_worker_is_blamed_alone_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path, {"crash": True})
+    trials = [Trial(f"t{i}", {"x": i, "die": i == 1}) for i in range(5)]
+    recs = {r.key: r for r in run_trials(trials, _maybe_die, rd, workers=2)}
+    assert set(recs) == {f"t{i}" for i in range(5)}
+    assert recs["t1"].status == "failed" and "died 2 times" in (recs["t1"].error or "")
+    assert all(
+        recs[f"t{i}"].status == "ok" and recs[f"t{i}"].result == {"x": i} for i in (0, 2, 3, 4)
+    )

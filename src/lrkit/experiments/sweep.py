@@ -9,6 +9,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 TrialFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 ProgressFn = Callable[[TrialRecord, int, int], None]
+Outcome = tuple[str, dict[str, Any], str | None, float]
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,7 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _call(
-    fn: TrialFn, config: Mapping[str, Any], threads: int | None
-) -> tuple[str, dict[str, Any], str | None, float]:
+def _call(fn: TrialFn, config: Mapping[str, Any], threads: int | None) -> Outcome:
     if threads is not None:
         import torch
 
@@ -49,6 +49,52 @@ def _call(
         return "failed", {}, traceback.format_exc(limit=20), time.perf_counter() - t0
     status = "diverged" if result.get("diverged") else "ok"
     return status, result, None, time.perf_counter() - t0
+
+
+MAX_CRASHES = 2
+"""A trial that takes a worker process down this many times is stored as failed."""
+
+
+def _run_pool(
+    todo: Sequence[Trial], fn: TrialFn, n: int, store: Callable[[Trial, Outcome], None]
+) -> None:
+    crashes: dict[str, int] = {}
+    queue = list(todo)
+    ctx = mp.get_context("spawn")
+    while queue:
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            pending: dict[Future[Outcome], Trial] = {}
+            broken = False
+            try:
+                while (queue and not broken) or pending:
+                    while queue and not broken and len(pending) < n:
+                        # a trial that was running when a worker died runs alone next time,
+                        # so that only the trial that kills workers is blamed
+                        suspects = [t for t in [queue[0], *pending.values()] if t.key in crashes]
+                        if suspects and pending:
+                            break
+                        trial = queue.pop(0)
+                        pending[pool.submit(_call, fn, trial.config, 1)] = trial
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in ready:
+                        trial = pending.pop(fut)
+                        try:
+                            store(trial, fut.result())
+                        except BrokenProcessPool:
+                            broken = True
+                            crashes[trial.key] = crashes.get(trial.key, 0) + 1
+                            if crashes[trial.key] >= MAX_CRASHES:
+                                error = (
+                                    f"the worker process running this trial died {MAX_CRASHES} "
+                                    "times (killed, out of memory, or a crash in native code)"
+                                )
+                                store(trial, ("failed", {}, error, 0.0))
+                            else:
+                                queue.insert(0, trial)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                raise
 
 
 def run_trials(
@@ -65,6 +111,11 @@ def run_trials(
     whose result has ``diverged: True`` is stored as diverged; one that raises is stored as failed
     with its traceback, and the sweep goes on. Restarting with the same trials redoes nothing that
     finished. ``workers=1`` runs in this process (useful for debugging).
+
+    When a worker process dies (killed, out of memory, a crash in native code), the pool is
+    rebuilt and the trials it was running are queued again; a trial that takes a worker down
+    twice is stored as failed. Scripts that call this must guard their entry point with
+    ``if __name__ == "__main__":``, as for any spawned process pool.
     """
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
@@ -74,7 +125,7 @@ def run_trials(
     total, finished = len(trials), len(trials) - len(todo)
     n = min(workers or default_workers(), max(1, len(todo)))
 
-    def store(trial: Trial, outcome: tuple[str, dict[str, Any], str | None, float]) -> None:
+    def store(trial: Trial, outcome: Outcome) -> None:
         nonlocal finished
         status, result, error, seconds = outcome
         rec = TrialRecord(trial.key, dict(trial.config), status, result, error, seconds)
@@ -89,26 +140,6 @@ def run_trials(
         for trial in todo:
             store(trial, _call(fn, trial.config, None))
     elif todo:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
-            pending: dict[Future[Any], Trial] = {}
-            queue = list(todo)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < n:
-                        trial = queue.pop(0)
-                        pending[pool.submit(_call, fn, trial.config, 1)] = trial
-                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in ready:
-                        trial = pending.pop(fut)
-                        try:
-                            outcome = fut.result()
-                        except Exception:  # the worker process itself died
-                            outcome = ("failed", {}, traceback.format_exc(limit=5), 0.0)
-                        store(trial, outcome)
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
+        _run_pool(todo, fn, n, store)
     by_key = {r.key: r for r in run_dir.records()}
     return [by_key[k] for k in keys if k in by_key]
