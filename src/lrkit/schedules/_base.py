@@ -218,3 +218,12 @@ def check_steps(name: str, value: int) -> int:
     if out is None:  # pragma: no cover - check_length raises for None
         raise ValueError(f"{name} is required")
     return out
+
+
+def check_count(name: str, value: int, what: str = "optimizer steps") -> int:
+    """A whole number >= 0 (NumPy integers accepted)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int >= 0 ({what}), got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 ({what}), got {value}")
+    return int(value)

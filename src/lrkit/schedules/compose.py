@@ -12,6 +12,7 @@ import numpy as np
 from ._base import (
     FloatArray,
     Schedule,
+    check_count,
     check_finite,
     check_length,
     check_non_negative,
@@ -388,9 +389,7 @@ class wsd(Schedule):
     def __post_init__(self) -> None:
         setattr_frozen(self, "peak", check_positive("peak", self.peak))
         setattr_frozen(self, "total_steps", check_steps("total_steps", self.total_steps))
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
-            raise TypeError(f"warmup_steps must be an int, got {self.warmup_steps!r}")
-        check_non_negative("warmup_steps", self.warmup_steps)
+        setattr_frozen(self, "warmup_steps", check_count("warmup_steps", self.warmup_steps))
         setattr_frozen(self, "decay_steps", check_steps("decay_steps", self.decay_steps))
         if self.warmup_steps + self.decay_steps > self.total_steps:
             raise ValueError(

@@ -168,6 +168,8 @@ def one_cycle(
         raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
     if anneal not in ("cos", "linear"):
         raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
+    if not isinstance(three_phase, bool):
+        raise TypeError(f"three_phase must be True or False, got {three_phase!r}")
     n = float(total_steps_i)
     up = pct * n - 1.0
     if up < 0:

@@ -10,6 +10,7 @@ import numpy as np
 from ._base import (
     FloatArray,
     Schedule,
+    check_count,
     check_finite,
     check_non_negative,
     check_positive,
@@ -59,10 +60,8 @@ class reduce_on_plateau(Schedule):
         self.factor = check_positive("factor", factor)
         if self.factor >= 1.0:
             raise ValueError(f"factor must be < 1 (it multiplies the value), got {factor}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0 (metric reports), got {patience!r}")
-        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
-            raise ValueError(f"cooldown must be an int >= 0 (metric reports), got {cooldown!r}")
+        patience = check_count("patience", patience, "metric reports")
+        cooldown = check_count("cooldown", cooldown, "metric reports")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
