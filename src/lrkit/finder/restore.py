@@ -17,52 +17,20 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import random
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
+
+from lrkit._rng import RngState
 
 __all__ = ["RngState", "SnapshotMode", "TrainingSnapshot"]
 
 logger = logging.getLogger(__name__)
 
 SnapshotMode = Literal["cpu", "disk"]
-
-
-@dataclass
-class RngState:
-    """The global random number generators: Python ``random``, NumPy's legacy global state, torch
-    CPU, and torch CUDA (every device) when CUDA has been initialized."""
-
-    python: Any
-    numpy: Any
-    torch_cpu: torch.Tensor
-    torch_cuda: list[torch.Tensor] | None
-
-    @classmethod
-    def capture(cls) -> RngState:
-        """Record the current state of all global generators."""
-        cuda: list[torch.Tensor] | None = None
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            cuda = torch.cuda.get_rng_state_all()
-        return cls(
-            python=random.getstate(),
-            numpy=np.random.get_state(),
-            torch_cpu=torch.get_rng_state(),
-            torch_cuda=cuda,
-        )
-
-    def restore(self) -> None:
-        """Put every generator back to the recorded state."""
-        random.setstate(self.python)
-        np.random.set_state(self.numpy)
-        torch.set_rng_state(self.torch_cpu)
-        if self.torch_cuda is not None:
-            torch.cuda.set_rng_state_all(self.torch_cuda)
 
 
 @dataclass

@@ -1,22 +1,18 @@
-"""Checkpoint files for exact resume: atomic writes and the global RNG states."""
+"""Checkpoint files for exact resume: atomic writes."""
 
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = [
     "CHECKPOINT_NAME",
-    "capture_rng",
     "checkpoint_path",
     "load_checkpoint",
-    "restore_rng",
     "save_atomic",
 ]
 
@@ -27,33 +23,6 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def checkpoint_path(checkpoint_dir: str | os.PathLike[str]) -> Path:
     """Where :func:`lrkit.train.fit` keeps its checkpoint inside ``checkpoint_dir``."""
     return Path(checkpoint_dir) / CHECKPOINT_NAME
-
-
-def capture_rng() -> dict[str, Any]:
-    """Python, NumPy, torch CPU (and CUDA, when available) global RNG states as plain types."""
-    py_version, py_state, py_gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    if not isinstance(keys, np.ndarray):
-        raise TypeError("numpy returned an unexpected RNG state")
-    state: dict[str, Any] = {
-        "python": [py_version, list(py_state), py_gauss],
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    """Set the global RNGs from :func:`capture_rng` output."""
-    py_version, py_state, py_gauss = state["python"]
-    random.setstate((py_version, tuple(py_state), py_gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_atomic(obj: object, path: str | os.PathLike[str]) -> None:

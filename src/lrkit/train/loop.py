@@ -16,15 +16,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lrkit._rng import RngState
 from lrkit.driver import Scheduler
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
 from lrkit.train.checkpoint import (
-    capture_rng,
     checkpoint_path,
     load_checkpoint,
-    restore_rng,
     save_atomic,
 )
 from lrkit.train.history import History
@@ -180,14 +179,14 @@ def fit(
         seed=seed,
     )
     threads = _positive_int_or_none("num_threads", num_threads)
-    caller_rng = capture_rng()
+    caller_rng = RngState.capture()
     caller_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
         return _Trainer(run).train(progress=progress)
     finally:
-        restore_rng(caller_rng)
+        caller_rng.restore()
         if threads is not None:
             torch.set_num_threads(caller_threads)
 
@@ -694,7 +693,7 @@ class _Trainer:
             "optimizer": opt.state_dict(),
             "scheduler": None if sched is None else sched.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "rng": capture_rng(),
+            "rng": RngState.capture().to_dict(),
             "data": self.stream.state(),
             "history": self.history.to_dict(),
         }
@@ -726,7 +725,7 @@ class _Trainer:
         self.step = int(ckpt["step"])
         self.finished = bool(ckpt["finished"])
         self.stream.seek(ckpt["data"])
-        restore_rng(ckpt["rng"])
+        RngState.from_dict(ckpt["rng"]).restore()
         logger.info("resumed from %s at step %d", path, self.step)
         return True
 
