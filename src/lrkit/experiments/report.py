@@ -6,7 +6,6 @@ import base64
 import html
 import io
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from ..plot import new_figure
 from .store import RunDir
-from .summary import Arm, fmt_mean_std, group_arms
+from .summary import Arm, fmt_pair, group_arms
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -156,11 +155,6 @@ def _range_test_figures(folder: Path) -> list[str]:
     return out
 
 
-def _fmt_cell(pair: tuple[float, float], digits: int = 4) -> str:
-    m, s = pair
-    return "–" if math.isnan(m) else f"{m:.{digits}g} ± {s:.2g}"
-
-
 def _summary_table(arms: list[Arm], metric_name: str) -> str:
     head = (
         "<tr><th>arm</th><th>trials</th><th>final "
@@ -173,9 +167,9 @@ def _summary_table(arms: list[Arm], metric_name: str) -> str:
         status = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
         rows.append(
             f"<tr><td>{html.escape(arm.label)}</td><td>{html.escape(status)}</td>"
-            f"<td>{_fmt_cell(r['final_metric'])}</td><td>{_fmt_cell(r['steps_to_target'], 5)}</td>"
-            f"<td>{r['reached_target']}</td><td>{_fmt_cell(r['seconds_to_target'], 3)}</td>"
-            f"<td>{_fmt_cell(r['train_seconds'], 3)}</td></tr>"
+            f"<td>{fmt_pair(r['final_metric'])}</td><td>{fmt_pair(r['steps_to_target'], 5)}</td>"
+            f"<td>{r['reached_target']}</td><td>{fmt_pair(r['seconds_to_target'], 3)}</td>"
+            f"<td>{fmt_pair(r['train_seconds'], 3)}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -265,15 +259,16 @@ def _metric_name(arms: list[Arm]) -> str:
 
 def summary_rows(arms: list[Arm]) -> list[dict[str, Any]]:
     """The summary table as plain rows (for the CLI)."""
-    return [
-        {
-            "arm": a.label,
-            "final": fmt_mean_std(a.final_metrics()),
-            "steps_to_target": fmt_mean_std(
-                [s for s in a.steps_to_target() if math.isfinite(s)], 5
-            ),
-            "reached": a.summary_row()["reached_target"],
-            "seconds": fmt_mean_std(a.train_seconds(), 3),
-        }
-        for a in arms
-    ]
+    rows = []
+    for a in arms:
+        r = a.summary_row()
+        rows.append(
+            {
+                "arm": a.label,
+                "final": fmt_pair(r["final_metric"]),
+                "steps_to_target": fmt_pair(r["steps_to_target"], 5),
+                "reached": r["reached_target"],
+                "seconds": fmt_pair(r["train_seconds"], 3),
+            }
+        )
+    return rows

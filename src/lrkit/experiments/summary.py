@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from ..train.history import History
 from .store import TrialRecord
 
-__all__ = ["Arm", "group_arms", "mean_std"]
+__all__ = ["Arm", "fmt_pair", "group_arms", "mean_std"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -25,35 +26,28 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(xs)), float(np.std(xs, ddof=1))
 
 
-def fmt_mean_std(values: Sequence[float], digits: int = 4, scale: float = 1.0) -> str:
-    """``mean ± std`` with ``digits`` significant figures, or ``–`` when there is no value."""
-    m, s = mean_std(values)
-    if math.isnan(m):
-        return "–"
-    return f"{m * scale:.{digits}g} ± {s * scale:.2g}"
+def fmt_pair(pair: tuple[float, float], digits: int = 4) -> str:
+    """``mean ± std`` from :func:`mean_std` output with ``digits`` significant figures, or ``–``
+    when there was no value."""
+    m, s = pair
+    return "–" if math.isnan(m) else f"{m:.{digits}g} ± {s:.2g}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Arm:
     """All seeds of one configuration."""
 
     label: str
-    records: list[TrialRecord] = field(default_factory=list)
+    records: tuple[TrialRecord, ...]
 
-    @property
+    @cached_property
     def histories(self) -> list[History]:
-        """Histories of the trials that ran (ok or diverged)."""
-        out = []
-        for r in self.records:
-            h = r.result.get("history")
-            if h is not None:
-                out.append(History.from_dict(h))
-        return out
-
-    @property
-    def n_ok(self) -> int:
-        """Trials that finished without diverging."""
-        return sum(r.status == "ok" for r in self.records)
+        """Histories of the trials that ran (ok or diverged), decoded once."""
+        return [
+            History.from_dict(r.result["history"])
+            for r in self.records
+            if r.result.get("history") is not None
+        ]
 
     @property
     def statuses(self) -> dict[str, int]:
@@ -104,8 +98,8 @@ class Arm:
 
 def group_arms(records: Iterable[TrialRecord]) -> list[Arm]:
     """Group records by ``config["arm"]`` (falling back to the key without its seed), in order."""
-    arms: dict[str, Arm] = {}
+    by_label: dict[str, list[TrialRecord]] = {}
     for r in records:
         label = str(r.config.get("arm") or r.key.rsplit("/seed=", 1)[0])
-        arms.setdefault(label, Arm(label)).records.append(r)
-    return list(arms.values())
+        by_label.setdefault(label, []).append(r)
+    return [Arm(label, tuple(recs)) for label, recs in by_label.items()]
