@@ -73,8 +73,12 @@ def _run_pool(
                         suspects = [t for t in [queue[0], *pending.values()] if t.key in crashes]
                         if suspects and pending:
                             break
-                        trial = queue.pop(0)
-                        pending[pool.submit(_call, fn, trial.config, 1)] = trial
+                        try:
+                            fut = pool.submit(_call, fn, queue[0].config, 1)
+                        except BrokenProcessPool:  # a worker died since the last wait
+                            broken = True
+                            break
+                        pending[fut] = queue.pop(0)
                     ready, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in ready:
                         trial = pending.pop(fut)
