@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -62,7 +61,7 @@ def register(app: typer.Typer) -> None:
             raise fail(err) from err
         out.mkdir(parents=True, exist_ok=True)
         result.plot(out / "range_test.png")
-        (out / "range_test.json").write_text(json.dumps(result.to_dict(), indent=1))
+        result.to_json(out / "range_test.json")
         console.print(
             f"{t.name}: {len(result.lrs)} steps, stopped: {result.stop_reason}", highlight=False
         )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
+from lrkit._files import atomic_write_text
 from lrkit.finder.smith import BoundsKind, lr_bounds
 from lrkit.finder.suggest import Method, Suggestion, analyze_curve, ema, suggest_lr
 
@@ -270,8 +271,8 @@ class RangeTestResult:
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON to ``path``."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        """Write :meth:`to_dict` as JSON to ``path`` (atomically: replaced whole or not at all)."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> RangeTestResult:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from lrkit._files import atomic_write
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -26,31 +27,8 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike[str]) -> Path:
 
 
 def save_atomic(obj: object, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file in the same directory, fsync it, then rename it over
-    ``path``, so a reader (or a resumed run) sees either the old file or the new one, never a
-    partial write, even if the process is killed mid-write."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    """``torch.save`` ``obj`` to ``path`` atomically (see :func:`lrkit._files.atomic_write`)."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
