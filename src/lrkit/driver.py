@@ -70,12 +70,22 @@ def _describe(schedule: Schedule) -> dict[str, Any]:
         return {"type": "unserialisable", "repr": repr(schedule)}
 
 
-def _read(group: dict[str, Any], key: str, slot: int | None) -> float:
+def group_ratios(values: Sequence[float]) -> list[float]:
+    """Each param group's value over the largest (all 1 when the largest is not positive): how
+    one schedule drives several groups while keeping their ratios."""
+    top = max(values)
+    return [v / top if top > 0 else 1.0 for v in values]
+
+
+def read_value(group: dict[str, Any], key: str, slot: int | None = None) -> float:
+    """A param group's hyperparameter (``slot`` indexes pairs such as ``betas``) as a float,
+    whether it is stored as a number or a tensor."""
     v = group[key] if slot is None else group[key][slot]
     return float(v.item() if isinstance(v, torch.Tensor) else v)
 
 
-def _write(group: dict[str, Any], key: str, slot: int | None, value: float) -> None:
+def write_value(group: dict[str, Any], key: str, slot: int | None, value: float) -> None:
+    """Set a param group's hyperparameter, filling a tensor in place when it is one."""
     if slot is None:
         old = group[key]
         if isinstance(old, torch.Tensor):
@@ -152,10 +162,9 @@ class Scheduler(LRScheduler):
                 continue
             key, slot = self._locate(name)
             scheds = self._per_group(name, arg, len(groups))
-            bases = [_read(g, key, slot) for g in groups]
+            bases = [read_value(g, key, slot) for g in groups]
             if isinstance(arg, Schedule):
-                top = max(bases)
-                ratios = [b / top if top > 0 else 1.0 for b in bases]
+                ratios = group_ratios(bases)
             else:
                 ratios = [1.0] * len(groups)
             self._tracks.append(_Track(name, key, slot, scheds, ratios))
@@ -164,7 +173,7 @@ class Scheduler(LRScheduler):
         self.last_epoch = 0
         self._step_count = 1
         self._get_lr_called_within_step = False
-        self.base_lrs = [_read(g, "lr", None) for g in groups]
+        self.base_lrs = [read_value(g, "lr", None) for g in groups]
         self._scaler = scaler
         self._updates = [0]
         self._seen_updates = 0
@@ -260,7 +269,7 @@ class Scheduler(LRScheduler):
             values = table.values
             group[key] = values[i] if 0 <= i < len(values) else table.at(t)
         for group, key, slot, table in self._slow:
-            _write(group, key, slot, table.at(t))
+            write_value(group, key, slot, table.at(t))
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def step(self, epoch: None = None, *, metric: float | None = None) -> None:  # type: ignore[override]
@@ -304,12 +313,12 @@ class Scheduler(LRScheduler):
 
     def get_lr(self) -> list[float | torch.Tensor]:
         """The learning rate of each param group at the current step."""
-        return [_read(g, "lr", None) for g in self.optimizer.param_groups]
+        return [read_value(g, "lr", None) for g in self.optimizer.param_groups]
 
     def values(self) -> dict[str, list[float]]:
         """Current value of each scheduled hyperparameter, per param group."""
         return {
-            tr.name: [_read(g, tr.key, tr.slot) for g in self.optimizer.param_groups]
+            tr.name: [read_value(g, tr.key, tr.slot) for g in self.optimizer.param_groups]
             for tr in self._tracks
         }
 

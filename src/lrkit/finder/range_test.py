@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrkit.driver import group_ratios, read_value, write_value
 from lrkit.finder.batches import (
     BatchStream,
     LossFn,
@@ -135,11 +136,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _group_lr(group: dict[str, Any]) -> float:
-    lr = group["lr"]
-    return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
-
-
 class _Sweep:
     """One run of the sweep (one repeat). Holds the per-step bookkeeping."""
 
@@ -178,10 +174,7 @@ class _Sweep:
         self.progress_offset = progress_offset
         self.progress_total = progress_total
         groups = optimizer.param_groups
-        initial = [_group_lr(g) for g in groups]
-        top = max(initial)
-        self.ratios = [v / top if top > 0 else 1.0 for v in initial]
-        self.tensor_lr = [isinstance(g["lr"], torch.Tensor) for g in groups]
+        self.ratios = group_ratios([read_value(g, "lr") for g in groups])
         self.train_losses: list[float] = []
         self.val_losses: list[float] = []
         self.metrics: list[float] = []
@@ -195,13 +188,8 @@ class _Sweep:
         self._real_steps += 1
 
     def _set_lr(self, lr: float) -> None:
-        for group, ratio, is_tensor in zip(
-            self.optimizer.param_groups, self.ratios, self.tensor_lr, strict=True
-        ):
-            if is_tensor:
-                group["lr"].fill_(lr * ratio)
-            else:
-                group["lr"] = lr * ratio
+        for group, ratio in zip(self.optimizer.param_groups, self.ratios, strict=True):
+            write_value(group, "lr", None, lr * ratio)
 
     def _update(self, stream: Iterator[Any]) -> torch.Tensor | None:
         """One optimizer update; returns the summed loss of its micro-batches, or ``None`` when

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lrkit._rng import RngState
-from lrkit.driver import Scheduler
+from lrkit.driver import Scheduler, read_value
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
@@ -616,9 +616,9 @@ def _to(batch: Any, device: torch.device) -> tuple[Any, Any]:
 
 def _momentum_of(group: dict[str, Any]) -> float:
     if "momentum" in group:
-        return float(group["momentum"])
+        return read_value(group, "momentum")
     if "betas" in group:
-        return float(group["betas"][0])
+        return read_value(group, "betas", 0)
     return math.nan
 
 
@@ -789,7 +789,7 @@ class _Trainer:
                     self.scaler.scale(scaled).backward()
                 else:
                     scaled.backward()
-            h.lr.append(_float(group["lr"]))
+            h.lr.append(read_value(group, "lr"))
             h.momentum.append(_momentum_of(group))
             if bad is not None:
                 h.loss.append(bad)
