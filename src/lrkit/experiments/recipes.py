@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import schedules as S
 from ..finder import RangeTestResult
+from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
 from ..schedules import Hyper, Schedule
 from ..tasks import Task, get_task
 from ..train.history import History
@@ -71,8 +72,8 @@ class Context:
         self, optimizer: str, kind: str = "one_cycle", batch_size: int | None = None
     ) -> tuple[float, float]:
         """``(base, peak)`` from the range test, or from ``--peak`` when given."""
-        divisor = 10.0 if kind == "one_cycle" else 4.0
         if self.peak is not None:
+            divisor = ONE_CYCLE_DIVISOR if kind == "one_cycle" else CYCLIC_DIVISOR
             return self.peak / divisor, self.peak
         result = self.range_test(optimizer, batch_size)
         sug = result.suggest()
