@@ -77,6 +77,49 @@ def test_find_prints_suggestions_and_writes_plot_and_json(tmp_path: Path) -> Non
     assert (tmp_path / "rt" / "range_test.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_find_runs_smiths_weight_decay_and_momentum_tests(tmp_path: Path) -> None:
+    out = lrkit(
+        "find",
+        "--task",
+        "mnist1d-mlp",
+        "--test",
+        "weight-decay",
+        "--values",
+        "1e-3,0",
+        "--steps",
+        "40",
+        "--out",
+        "wd",
+        cwd=tmp_path,
+    )
+    data = json.loads((tmp_path / "wd" / "weight_decay_test.json").read_text())
+    assert data["name"] == "weight_decay" and data["values"] == [1e-3, 0.0]
+    assert len(data["results"]) == 2 and data["best"] in (1e-3, 0.0)
+    assert "recommended weight decay" in out.stdout and "(best)" in out.stdout
+    assert (tmp_path / "wd" / "weight_decay_test.png").read_bytes().startswith(b"\x89PNG")
+    # the momentum test on Adam tests beta1, with Smith's four default values
+    lrkit(
+        "find",
+        "--task",
+        "wine-mlp",
+        "--test",
+        "momentum",
+        "--steps",
+        "30",
+        "--out",
+        "m",
+        cwd=tmp_path,
+    )
+    data = json.loads((tmp_path / "m" / "momentum_test.json").read_text())
+    assert data["values"] == [0.99, 0.97, 0.95, 0.9] and len(data["results"]) == 4
+    bad = lrkit("find", "--test", "dropout", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "weight-decay" in bad.stderr
+    bad = lrkit("find", "--test", "momentum", "--values", "0.9,x", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "separated by commas" in bad.stderr
+    bad = lrkit("find", "--test", "momentum", "--values", "1.5", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "momentums must be" in bad.stderr
+
+
 def test_unknown_names_list_the_known_ones(tmp_path: Path) -> None:
     bad = lrkit("find", "--task", "nope", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "mnist1d-cnn" in bad.stderr and "digits-cnn" in bad.stderr

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from .._files import atomic_write_text
 from ._common import console, fail, fmt, range_test_progress
+
+if TYPE_CHECKING:
+    from ..experiments.trial import HyperName
+    from ..tasks import Task
 
 
 def register(app: typer.Typer) -> None:
@@ -34,16 +40,54 @@ def register(app: typer.Typer) -> None:
         weight_decay: Annotated[float, typer.Option(help="Weight decay during the sweep.")] = 0.0,
         seed: Annotated[int, typer.Option(help="Model and data-order seed.")] = 0,
         out: Annotated[
-            Path, typer.Option(help="Folder for range_test.png and range_test.json.")
+            Path, typer.Option(help="Folder for the plot (PNG) and the result (JSON).")
         ] = Path("lrkit-out"),
+        test: Annotated[
+            str,
+            typer.Option(
+                help="What to test: 'lr' (the range test), or Smith's 'weight-decay' or "
+                "'momentum' test (one range test per value, all curves on one plot)."
+            ),
+        ] = "lr",
+        values: Annotated[
+            str | None,
+            typer.Option(
+                help="Comma-separated values for --test weight-decay (default 1e-3,1e-4,1e-5,0) "
+                "or momentum (default 0.99,0.97,0.95,0.9; beta1 for Adam)."
+            ),
+        ] = None,
     ) -> None:
-        """Run the LR range test, print the suggestions and bounds, write the plot and JSON."""
+        """Run the LR range test, print the suggestions and bounds, write the plot and JSON.
+
+        With --test weight-decay or --test momentum, run Smith's test instead and print each
+        value's lowest loss and suggestion with the recommended value.
+        """
         from ..experiments.trial import find_lr
         from ..finder import METHODS
         from ..tasks import get_task
 
+        if test not in ("lr", "weight-decay", "momentum"):
+            raise fail(ValueError(f"--test must be lr, weight-decay or momentum, not {test!r}"))
         try:
+            grid = _parse_values(values)
+            if grid is not None and test == "lr":
+                raise ValueError("--values applies to --test weight-decay or momentum only")
             t = get_task(task)
+            if test != "lr":
+                _hyper(
+                    t,
+                    test,
+                    grid,
+                    optimizer,
+                    seed,
+                    batch_size,
+                    steps,
+                    weight_decay,
+                    start_lr,
+                    end_lr,
+                    out,
+                )
+                return
             with range_test_progress(f"range test {t.name}") as progress:
                 result = find_lr(
                     t,
@@ -86,3 +130,65 @@ def register(app: typer.Typer) -> None:
                 bounds.add_row(kind, fmt(base), fmt(peak))
             console.print(bounds)
         console.print(f"wrote {out / 'range_test.png'} and {out / 'range_test.json'}")
+
+
+def _parse_values(values: str | None) -> list[float] | None:
+    if values is None:
+        return None
+    try:
+        return [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--values must be numbers separated by commas, e.g. 1e-3,1e-4,0; got {values!r}"
+        ) from None
+
+
+def _hyper(
+    t: Task,
+    test: str,
+    grid: list[float] | None,
+    optimizer: str | None,
+    seed: int,
+    batch_size: int | None,
+    steps: int,
+    weight_decay: float,
+    start_lr: float,
+    end_lr: float,
+    out: Path,
+) -> None:
+    from ..experiments.trial import hyper_test_task
+    from ..finder.suggest import analyze_curve
+
+    name: HyperName = "weight_decay" if test == "weight-decay" else "momentum"
+    with range_test_progress(f"{test} test {t.name} (one sweep per value)") as progress:
+        result = hyper_test_task(
+            t,
+            name,
+            grid,
+            optimizer,
+            seed=seed,
+            batch_size=batch_size,
+            steps=steps,
+            weight_decay=weight_decay,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            progress=progress,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    png, js = out / f"{name}_test.png", out / f"{name}_test.json"
+    result.plot(png)
+    atomic_write_text(js, json.dumps(result.to_dict(), indent=1))
+    table = Table(title=f"{name.replace('_', ' ')} test on {t.name}")
+    for col in (name.replace("_", " "), "lowest loss (smoothed)", "lrkit lr", "stopped"):
+        table.add_column(col)
+    for value, res in zip(result.values, result.results, strict=True):
+        mark = " (best)" if result.best is not None and value == result.best else ""
+        smoothed = analyze_curve(res.lrs, res.scored_losses).smoothed
+        low = float(smoothed.min()) if smoothed.size else None
+        table.add_row(f"{value:g}{mark}", fmt(low, 4), fmt(res.suggestion), res.stop_reason)
+    console.print(table)
+    if result.best is None:
+        console.print(f"[yellow]no recommendation:[/yellow] {result.reason}")
+    else:
+        console.print(f"recommended {name.replace('_', ' ')}: {result.best:g} ({result.reason})")
+    console.print(f"wrote {png} and {js}")

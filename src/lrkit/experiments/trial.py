@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from ..finder import RangeTestResult, range_test
+from ..finder import HyperTestResult, RangeTestResult, momentum_test, range_test, weight_decay_test
 from ..finder.range_test import ProgressFn
 from ..schedules import Hyper, Schedule, from_dict
 from ..tasks import Task, get_task
 from ..train.loop import fit
 from ..train.optimizers import build_optimizer, default_lr
 
-__all__ = ["decode_lr", "encode_lr", "find_lr", "run_trial", "task_lr"]
+__all__ = [
+    "HyperName",
+    "decode_lr",
+    "encode_lr",
+    "find_lr",
+    "hyper_test_task",
+    "run_trial",
+    "task_lr",
+]
 
 
 def encode_lr(value: float | Schedule | Hyper) -> Any:
@@ -106,6 +114,15 @@ def find_lr(
     return result
 
 
+def _task_setup(
+    t: Task, opt_name: str, seed: int, batch_size: int | None, weight_decay: float
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+    model = t.make_model(seed)
+    opt = build_optimizer(opt_name, model.parameters(), lr=1e-7, weight_decay=weight_decay)
+    train, _ = t.loaders(batch_size=batch_size, seed=seed)
+    return model, opt, train
+
+
 def _range_test_task(
     t: Task,
     opt_name: str,
@@ -118,9 +135,7 @@ def _range_test_task(
     end_lr: float,
     progress: ProgressFn | None,
 ) -> RangeTestResult:
-    model = t.make_model(seed)
-    opt = build_optimizer(opt_name, model.parameters(), lr=1e-7, weight_decay=weight_decay)
-    train, _ = t.loaders(batch_size=batch_size, seed=seed)
+    model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
     return range_test(
         model,
         opt,
@@ -133,3 +148,52 @@ def _range_test_task(
         seed=seed,
         progress=progress,
     )
+
+
+HyperName = Literal["weight_decay", "momentum"]
+
+
+def hyper_test_task(
+    task: Task | str,
+    name: HyperName,
+    values: Sequence[float] | None = None,
+    optimizer: str | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int | None = None,
+    steps: int = 100,
+    weight_decay: float = 0.0,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    progress: ProgressFn | None = None,
+) -> HyperTestResult:
+    """Smith's weight-decay or momentum test on a task's model (seeded) with a named optimizer.
+
+    ``values`` default to Smith's grids (:func:`~lrkit.finder.weight_decay_test`,
+    :func:`~lrkit.finder.momentum_test`). ``weight_decay`` applies to the momentum test. SGD is
+    built with its default momentum 0.9, so its momentum can be tested.
+    """
+    t = get_task(task) if isinstance(task, str) else task
+    opt_name = optimizer or t.optimizer
+    if name not in ("weight_decay", "momentum"):
+        raise ValueError(f"name must be 'weight_decay' or 'momentum', got {name!r}")
+    kwargs: dict[str, Any] = {
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "steps": steps,
+        "seed": seed,
+        "progress": progress,
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small built-in models: one thread is fastest
+    try:
+        model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
+        if name == "weight_decay":
+            if values is not None:
+                kwargs["weight_decays"] = values
+            return weight_decay_test(model, opt, train, t.loss_fn, **kwargs)
+        if values is not None:
+            kwargs["momentums"] = values
+        return momentum_test(model, opt, train, t.loss_fn, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
