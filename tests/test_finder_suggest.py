@@ -311,3 +311,15 @@ def test_vectorised_bootstrap_rule_matches_the_single_curve_rule() -> None:
     np.testing.assert_array_equal(np.isnan(many), np.isnan(single))
     assert np.isnan(single).sum() >= 20
     np.testing.assert_allclose(many, single, rtol=1e-12)
+
+
+def test_a_flat_curve_that_diverges_has_no_clear_descent_whatever_the_noise_draw() -> None:
+    # nothing is learned in the sweep, then the loss explodes: the noise is estimated over the
+    # whole flat part, not cut where the running median first crosses the start level
+    x = np.log10(LRS)
+    explode = np.where(x > 0.0, 2.3 * (10 ** (2 * x) - 1), 0.0)
+    for seed in range(40):
+        y = with_noise(np.full(100, 2.3), 0.01, seed) + explode
+        found = analyze_curve(LRS, y)
+        assert found.lr is None
+        assert found.reason.startswith("no clear descent"), (seed, found.reason)

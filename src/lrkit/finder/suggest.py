@@ -31,8 +31,8 @@ lrkit's rule (:func:`analyze_curve`)
    does not depend on the sweep speed.
 3. Decide whether there is a descent at all. ``start`` is the median of the raw losses in the
    first 10% of the log-LR span, ``noise`` a robust estimate of the raw step-to-step standard
-   deviation (``1.4826 * MAD(diff(loss)) / sqrt(2)`` up to where the loss climbs back above
-   ``start``). If ``start - min(smoothed) <= 2 * noise`` the
+   deviation (``1.4826 * MAD(diff(loss)) / sqrt(2)`` up to the divergence tail, the last
+   stretch where the loss stays above ``start``). If ``start - min(smoothed) <= 2 * noise`` the
    curve has no clear descent and the rule returns ``None`` instead of a misleading number
    (on pure noise the drop exceeds 2x the noise in about 1% of sweeps). It also returns
    ``None`` when the minimum lies in the first 5% of the log-LR span (the loss only rises: lower
@@ -344,10 +344,12 @@ def _analyze(x: FloatArray, y: FloatArray, a: FloatArray) -> CurveAnalysis:
     i_min = int(np.argmin(s))
     start = _start_level(logx, y)
     drop = start - float(s[i_min])
-    # the noise of the part before the loss climbs back above its start (the divergence tail
-    # would dominate any estimate)
-    above = np.flatnonzero(med[i_min:] > start)
-    noise = _noise(y[: max(i_min + (int(above[0]) if above.size else n - i_min), 3)])
+    # the noise of the curve up to its divergence tail, the last stretch where the running
+    # median stays above the start level (the tail would dominate any estimate); a flat curve
+    # crosses its start level back and forth, so the first crossing is no cut-off
+    below = np.flatnonzero(med <= start)
+    tail = int(below[-1]) + 1 if below.size else n
+    noise = _noise(y[: max(tail, _head(logx, 0.1))])
     lr_min = float(x[i_min])
     scale = max(abs(start), abs(float(s[i_min])), 1e-300)
     if drop <= _NOISE_FACTOR * noise or drop <= 1e-9 * scale:
@@ -532,9 +534,9 @@ def _lrkit_many(x: FloatArray, ys: FloatArray, a: FloatArray) -> FloatArray:
     i_min = np.argmin(s, axis=1)
     s_min = s[rows, i_min]
     drop = start - s_min
-    rising = (med > start[:, None]) & (idx[None, :] >= i_min[:, None])
-    cut = np.where(rising.any(axis=1), np.argmax(rising, axis=1), n)
-    cut = np.maximum(cut, 3)
+    below = med <= start[:, None]
+    last_below = np.where(below.any(axis=1), n - 1 - np.argmax(below[:, ::-1], axis=1), n - 1)
+    cut = np.maximum(last_below + 1, _head(logx, 0.1))
     d = np.diff(ys, axis=1)
     d = np.where(idx[None, :-1] < (cut - 1)[:, None], d, np.nan)
     centred = d - np.nanmedian(d, axis=1)[:, None]
