@@ -21,29 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrkit._device import move_to_device
+
 __all__ = ["BatchStream", "compute_loss", "move_to_device", "peek", "validate_batch"]
 
 StepFn = Callable[[nn.Module, Any], torch.Tensor]
 LossFn = Callable[[Any, Any], torch.Tensor]
 
 _SHUFFLE_BUFFER = 32
-
-
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Return ``batch`` with every tensor in it (recursively through tuples, lists, named tuples
-    and mappings) moved to ``device``; other objects are returned unchanged."""
-    if isinstance(batch, torch.Tensor):
-        return batch if batch.device == device else batch.to(device, non_blocking=True)
-    if isinstance(batch, tuple):
-        items = [move_to_device(b, device) for b in batch]
-        if hasattr(batch, "_fields"):
-            return type(batch)(*items)
-        return tuple(items)
-    if isinstance(batch, list):
-        return [move_to_device(b, device) for b in batch]
-    if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def validate_batch(batch: Any, *, has_step_fn: bool, has_loss_fn: bool, what: str) -> None:

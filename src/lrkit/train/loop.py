@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lrkit._device import move_to_device
 from lrkit._rng import RngState
 from lrkit.driver import Scheduler, read_value
 from lrkit.schedules import Hyper, Schedule
@@ -607,11 +608,7 @@ def _to(batch: Any, device: torch.device) -> tuple[Any, Any]:
             f"each batch must be a pair (inputs, targets), got a {type(batch).__name__}"
         )
     x, y = batch
-    if isinstance(x, Tensor):
-        x = x.to(device, non_blocking=True)
-    if isinstance(y, Tensor):
-        y = y.to(device, non_blocking=True)
-    return x, y
+    return move_to_device(x, device), move_to_device(y, device)
 
 
 def _momentum_of(group: dict[str, Any]) -> float:
