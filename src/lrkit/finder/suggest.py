@@ -50,8 +50,8 @@ lrkit's rule (:func:`analyze_curve`)
    ``benchmarks/heldout_tasks.py``: MLPs, CNNs, residual and recurrent networks, with and
    without normalization, SGD and AdamW, classification and regression), constant factors
    from 0.4 to 0.85 of ``lr_mid`` had mean regrets within 0.03 of each other (0.23-0.26,
-   read off the grids of one-cycle peaks), the lowest of any constant factor; 0.5 keeps a
-   margin of 2x to the cliff. The curve alone cannot say
+   read off the grids of one-cycle peaks), the lowest of any constant factor; lrkit takes 0.5,
+   near the low end, for its margin to the cliff. The curve alone cannot say
    on which side of ``lr_mid`` a task's best peak lies: two plain MLPs with curves of the same
    shape had their best peaks at 0.8x and 1.2x ``lr_mid``. The rule usually lands 1-3x above
    the classic EMA-minimum/10, and never reads the EMA, so the EMA's lag cannot mislead it.
