@@ -323,3 +323,4 @@ def test_a_flat_curve_that_diverges_has_no_clear_descent_whatever_the_noise_draw
         found = analyze_curve(LRS, y)
         assert found.lr is None
         assert found.reason.startswith("no clear descent"), (seed, found.reason)
+        assert "steps=300" in found.reason

@@ -360,8 +360,9 @@ def _analyze(x: FloatArray, y: FloatArray, a: FloatArray) -> CurveAnalysis:
     if drop <= _NOISE_FACTOR * noise or drop <= 1e-9 * scale:
         reason = (
             f"no clear descent: the smoothed loss falls by {drop:.3g} from its start, not more "
-            f"than {_NOISE_FACTOR:g}x the step-to-step noise ({noise:.3g}); run a longer sweep "
-            "(more steps or a wider LR range) or use larger batches"
+            f"than {_NOISE_FACTOR:g}x the step-to-step noise ({noise:.3g}); a model that "
+            f"learns slowly needs a slower sweep (more steps, e.g. steps={3 * max(n, 100)}, "
+            "or a narrower LR range), a noisy loss larger batches"
         )
         return CurveAnalysis(None, reason, n, s, lr_min, drop=drop, noise=noise)
     if i_min + 1 < _head(logx, 0.05):
