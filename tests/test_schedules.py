@@ -240,6 +240,16 @@ def test_hyper_round_trips() -> None:
 # -- Hypothesis properties ---------------------------------------------------------------------
 
 
+def test_cyclic_reaches_its_peak_exactly_not_one_ulp_past_it() -> None:
+    # base + (peak - base) rounds to one ulp above peak for these bounds
+    base, peak = 1.8591003216727138, 3.98312324663295
+    assert base + (peak - base) > peak
+    assert S.cyclic(base, peak, 1)(1) == peak
+    assert S.cyclic(base, peak, 3, window="hann")(np.arange(12)).max() == peak
+    m = S.cyclic_momentum(0.95, 0.85, 2)
+    assert m(2) == 0.85 and m(np.arange(20)).min() == 0.85
+
+
 @PROPS
 @given(cyclics(callables=True), st.integers(0, 400))
 def test_cyclic_within_bounds(s: S.cyclic, t: int) -> None:

@@ -179,7 +179,11 @@ class cyclic(_Wave):
         self._check_wave()
 
     def _values(self, t: FloatArray) -> FloatArray:
-        return self.base + (self.peak - self.base) * self.amplitude(t)
+        a = self.amplitude(t)
+        v = self.base + (self.peak - self.base) * a
+        # base + (peak - base) can round one ulp past peak; a custom scale_fn above 1 may exceed it
+        out: FloatArray = np.where(a <= 1.0, np.minimum(v, self.peak), v)
+        return out
 
     def momentum(self, high: float = 0.95, low: float = 0.85) -> cyclic_momentum:
         """The matching cyclical momentum: ``high`` at base LR, ``low`` at the LR peak."""
@@ -237,7 +241,10 @@ class cyclic_momentum(_Wave):
         self._check_wave()
 
     def _values(self, t: FloatArray) -> FloatArray:
-        return self.high - (self.high - self.low) * self.amplitude(t)
+        a = self.amplitude(t)
+        v = self.high - (self.high - self.low) * a
+        out: FloatArray = np.where(a <= 1.0, np.maximum(v, self.low), v)
+        return out
 
     def __repr__(self) -> str:
         return _wave_repr(self, "cyclic_momentum", ("high", self.high), ("low", self.low))
