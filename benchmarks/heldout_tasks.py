@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 from torch import Tensor, nn
@@ -189,8 +190,8 @@ def _cnn_plain() -> nn.Module:
 
 def _task(
     name: str,
-    model: object,
-    data: object,
+    model: Callable[[], nn.Module],
+    data: Callable[[], TaskData],
     *,
     classify: bool,
     batch_size: int,
@@ -201,8 +202,8 @@ def _task(
         name=name,
         description=name,
         kind="classification" if classify else "regression",
-        build_model=model,  # type: ignore[arg-type]
-        build_data=data,  # type: ignore[arg-type]
+        build_model=model,
+        build_data=data,
         loss_fn=cross_entropy if classify else _mse,
         metric_name="accuracy" if classify else "r2",
         metric_fn=accuracy if classify else r2_score,
