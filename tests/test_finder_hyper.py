@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,7 @@ from strategies_finder import assert_same_state, capture, exp_lrs, make_data, ml
 FAST = {"steps": 12, "end_lr": 1.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and pytest-xdist workers then do not contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(opt_name: str = "sgd") -> tuple[nn.Module, torch.optim.Optimizer]:

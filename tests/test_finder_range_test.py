@@ -4,7 +4,6 @@ validation, progress and bad input."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,14 +14,7 @@ from torch import nn
 from lrkit.finder import RangeTestResult, ema, lr_sequence, range_test
 from strategies_finder import assert_same_state, capture, make_data, mlp
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and pytest-xdist workers then do not contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(seed: int = 0, lr: float = 0.01) -> tuple[nn.Module, torch.optim.Optimizer]:

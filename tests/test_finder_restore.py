@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,14 +13,7 @@ from torch import nn
 from lrkit.finder import TrainingSnapshot, range_test
 from strategies_finder import BNNet, assert_same_state, capture, make_data, mlp, pretrain
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and pytest-xdist workers then do not contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _adam_setup(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, list[Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,7 @@ import lrkit.tasks as tasks_mod
 from lrkit.tasks import Task, TaskData, accuracy, get_task, r2_score, register_task, task_names
 from lrkit.train.optimizers import build_optimizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and many times slower on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 BUILTIN = [

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import torch
 
+from .._threads import torch_threads
 from ..finder import HyperTestResult, RangeTestResult, momentum_test, range_test, weight_decay_test
 from ..finder.range_test import ProgressFn
 from ..schedules import Hyper, Schedule, from_dict
@@ -101,14 +102,10 @@ def find_lr(
     opt_name = optimizer or t.optimizer
     if cache is not None and Path(cache).exists():
         return RangeTestResult.from_json(cache)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small built-in models: one thread is fastest
-    try:
+    with torch_threads(1):  # small built-in models: one thread is fastest
         result = _range_test_task(
             t, opt_name, seed, batch_size, steps, repeats, weight_decay, start_lr, end_lr, progress
         )
-    finally:
-        torch.set_num_threads(threads)
     if cache is not None:
         result.to_json(cache)
     return result
@@ -184,9 +181,7 @@ def hyper_test_task(
         "seed": seed,
         "progress": progress,
     }
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small built-in models: one thread is fastest
-    try:
+    with torch_threads(1):  # small built-in models: one thread is fastest
         model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
         if name == "weight_decay":
             if values is not None:
@@ -195,5 +190,3 @@ def hyper_test_task(
         if values is not None:
             kwargs["momentums"] = values
         return momentum_test(model, opt, train, t.loss_fn, **kwargs)
-    finally:
-        torch.set_num_threads(threads)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from lrkit._device import move_to_device
 from lrkit._rng import RngState
+from lrkit._threads import torch_threads
 from lrkit.driver import Scheduler, read_value
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
@@ -181,15 +182,11 @@ def fit(
     )
     threads = _positive_int_or_none("num_threads", num_threads)
     caller_rng = RngState.capture()
-    caller_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
     try:
-        return _Trainer(run).train(progress=progress)
+        with torch_threads(threads):
+            return _Trainer(run).train(progress=progress)
     finally:
         caller_rng.restore()
-        if threads is not None:
-            torch.set_num_threads(caller_threads)
 
 
 # -- configuration ----------------------------------------------------------------------------
