@@ -160,6 +160,7 @@ def _hyper(
     from ..finder.suggest import analyze_curve
 
     name: HyperName = "weight_decay" if test == "weight-decay" else "momentum"
+    label = name.replace("_", " ")
     with range_test_progress(f"{test} test {t.name} (one sweep per value)") as progress:
         result = hyper_test_task(
             t,
@@ -178,8 +179,8 @@ def _hyper(
     png, js = out / f"{name}_test.png", out / f"{name}_test.json"
     result.plot(png)
     atomic_write_text(js, json.dumps(result.to_dict(), indent=1))
-    table = Table(title=f"{name.replace('_', ' ')} test on {t.name}")
-    for col in (name.replace("_", " "), "lowest loss (smoothed)", "lrkit lr", "stopped"):
+    table = Table(title=f"{label} test on {t.name}")
+    for col in (label, "lowest loss (smoothed)", "lrkit lr", "stopped"):
         table.add_column(col)
     for value, res in zip(result.values, result.results, strict=True):
         mark = " (best)" if result.best is not None and value == result.best else ""
@@ -190,5 +191,5 @@ def _hyper(
     if result.best is None:
         console.print(f"[yellow]no recommendation:[/yellow] {result.reason}")
     else:
-        console.print(f"recommended {name.replace('_', ' ')}: {result.best:g} ({result.reason})")
+        console.print(f"recommended {label}: {result.best:g} ({result.reason})")
     console.print(f"wrote {png} and {js}")
