@@ -23,12 +23,9 @@ from torch import Tensor, nn
 from lrkit.tasks import (
     Task,
     TaskData,
-    _f32,
-    _i64,
     _mnist1d_data,
     _mse,
-    _split,
-    _standardize,
+    _table_data,
     accuracy,
     r2_score,
 )
@@ -40,21 +37,12 @@ __all__ = ["DESIGN", "TEST"]
 # -- data --------------------------------------------------------------------------------------
 
 
-def _table(x: np.ndarray, y: np.ndarray, *, classify: bool) -> TaskData:
-    xtr, ytr, xva, yva = _split(x, y, stratify=classify)
-    xtr, xva = _standardize(xtr, xva)
-    if classify:
-        return TaskData(_f32(xtr), _i64(ytr), _f32(xva), _i64(yva))
-    mu, sd = ytr.mean(), ytr.std()
-    return TaskData(_f32(xtr), _f32((ytr - mu) / sd), _f32(xva), _f32((yva - mu) / sd))
-
-
 @functools.cache
 def _digits_flat() -> TaskData:
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
-    return _table(x, y, classify=True)
+    return _table_data(x, y, classify=True)
 
 
 @functools.cache
@@ -62,7 +50,7 @@ def _moons() -> TaskData:
     from sklearn.datasets import make_moons
 
     x, y = make_moons(n_samples=3000, noise=0.3, random_state=1)
-    return _table(x, y, classify=True)
+    return _table_data(x, y, classify=True)
 
 
 @functools.cache
@@ -70,7 +58,7 @@ def _circles() -> TaskData:
     from sklearn.datasets import make_circles
 
     x, y = make_circles(n_samples=3000, noise=0.15, factor=0.5, random_state=2)
-    return _table(x, y, classify=True)
+    return _table_data(x, y, classify=True)
 
 
 @functools.cache
@@ -87,7 +75,7 @@ def _classification() -> TaskData:
         class_sep=1.0,
         random_state=3,
     )
-    return _table(x, y, classify=True)
+    return _table_data(x, y, classify=True)
 
 
 @functools.cache
@@ -95,7 +83,7 @@ def _hastie() -> TaskData:
     from sklearn.datasets import make_hastie_10_2
 
     x, y = make_hastie_10_2(n_samples=4000, random_state=4)
-    return _table(x, (y > 0).astype(np.int64), classify=True)
+    return _table_data(x, (y > 0).astype(np.int64), classify=True)
 
 
 @functools.cache
@@ -103,7 +91,7 @@ def _diabetes() -> TaskData:
     from sklearn.datasets import load_diabetes
 
     x, y = load_diabetes(return_X_y=True)
-    return _table(x, y, classify=False)
+    return _table_data(x, y, classify=False)
 
 
 @functools.cache
@@ -111,7 +99,7 @@ def _friedman3() -> TaskData:
     from sklearn.datasets import make_friedman3
 
     x, y = make_friedman3(n_samples=3000, noise=0.05, random_state=5)
-    return _table(x, y, classify=False)
+    return _table_data(x, y, classify=False)
 
 
 @functools.cache
@@ -121,7 +109,7 @@ def _regression() -> TaskData:
     x, y = make_regression(
         n_samples=3000, n_features=30, n_informative=15, noise=10.0, random_state=6
     )
-    return _table(x, np.tanh(y / 100.0) * 100.0, classify=False)
+    return _table_data(x, np.tanh(y / 100.0) * 100.0, classify=False)
 
 
 # -- models ------------------------------------------------------------------------------------

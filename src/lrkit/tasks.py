@@ -341,24 +341,30 @@ def _digits_data() -> TaskData:
     )
 
 
+def _table_data(x: np.ndarray, y: np.ndarray, *, classify: bool) -> TaskData:
+    """A table as :class:`TaskData`: a fixed 80/20 split (stratified for classes), inputs
+    standardized with the training statistics, and for regression the targets too."""
+    xtr, ytr, xva, yva = _split(x, y, stratify=classify)
+    xtr, xva = _standardize(xtr, xva)
+    if classify:
+        return TaskData(_f32(xtr), _i64(ytr), _f32(xva), _i64(yva))
+    ym, ys = ytr.mean(), ytr.std()
+    return TaskData(_f32(xtr), _f32((ytr - ym) / ys), _f32(xva), _f32((yva - ym) / ys))
+
+
 @functools.cache
 def _friedman_data() -> TaskData:
     from sklearn.datasets import make_friedman1
 
     x, y = make_friedman1(n_samples=2500, n_features=10, noise=1.0, random_state=0)
-    xtr, ytr, xva, yva = _split(x, y, stratify=False)
-    xtr, xva = _standardize(xtr, xva)
-    ym, ys = ytr.mean(), ytr.std()
-    return TaskData(_f32(xtr), _f32((ytr - ym) / ys), _f32(xva), _f32((yva - ym) / ys))
+    return _table_data(x, y, classify=False)
 
 
 def _sklearn_table(loader_name: str) -> TaskData:
     from sklearn import datasets
 
     x, y = getattr(datasets, loader_name)(return_X_y=True)
-    xtr, ytr, xva, yva = _split(x, y, stratify=True)
-    xtr, xva = _standardize(xtr, xva)
-    return TaskData(_f32(xtr), _i64(ytr), _f32(xva), _i64(yva))
+    return _table_data(x, y, classify=True)
 
 
 @functools.cache
