@@ -44,9 +44,13 @@ class _Table:
 
 
 class _Track:
-    """One scheduled hyperparameter (lr, momentum or weight_decay) across the param groups."""
+    """One scheduled hyperparameter (lr, momentum or weight_decay) across the param groups.
 
-    __slots__ = ("key", "name", "ratios", "schedules", "slot")
+    ``top`` is the largest value over the groups the driver was built with (the denominator of
+    the ratios) when one schedule drives every group, and ``None`` for one schedule per group.
+    """
+
+    __slots__ = ("key", "name", "ratios", "schedules", "slot", "top")
 
     def __init__(
         self,
@@ -55,12 +59,27 @@ class _Track:
         slot: int | None,
         schedules: list[Schedule],
         ratios: list[float],
+        top: float | None,
     ) -> None:
         self.name = name
         self.key = key
         self.slot = slot
         self.schedules = schedules
         self.ratios = ratios
+        self.top = top
+
+    def adopt(self, group: dict[str, Any], index: int, optimizer: str) -> None:
+        """Schedule a param group added after the driver was built (``add_param_group``)."""
+        if self.top is None:
+            raise ValueError(
+                f"param group {index} was added to the {optimizer} after the lrkit.Scheduler "
+                f"was built with one {self.name} schedule per group, so no schedule drives it. "
+                "Build the Scheduler after adding every group, or give a single schedule, "
+                "which scales each group (also groups added later) by its ratio"
+            )
+        value = read_value(group, self.key, self.slot)
+        self.schedules.append(self.schedules[0])
+        self.ratios.append(value / self.top if self.top > 0 else 1.0)
 
 
 def _describe(schedule: Schedule) -> dict[str, Any]:
@@ -115,6 +134,14 @@ class Scheduler(LRScheduler):
     the largest value follows the schedule exactly and a group with weight decay 0 keeps 0. Give a
     list with one schedule per group to set each group yourself.
 
+    Values go into the optimizer's param groups as they are at each step, so the driver keeps
+    scheduling after ``optimizer.load_state_dict`` (which replaces the group dicts; resume code
+    and Hugging Face ``accelerate`` call it after the scheduler is built). A group added later
+    with ``add_param_group`` (progressive unfreezing) is scheduled from the next step with the
+    ratio of its own value to ``max_g v_g`` of the groups the driver was built with; with one
+    schedule per group, a group added later raises ``ValueError``, since no schedule is known
+    for it.
+
     Momentum is written to ``momentum`` for SGD-like optimizers and to ``betas[0]`` for Adam-like
     ones. Scheduling momentum on an optimizer with neither, or on SGD built with ``momentum=0``,
     raises instead of switching momentum on silently.
@@ -164,16 +191,16 @@ class Scheduler(LRScheduler):
             scheds = self._per_group(name, arg, len(groups))
             bases = [read_value(g, key, slot) for g in groups]
             if isinstance(arg, Schedule):
-                ratios = group_ratios(bases)
+                ratios, top = group_ratios(bases), max(bases)
             else:
-                ratios = [1.0] * len(groups)
-            self._tracks.append(_Track(name, key, slot, scheds, ratios))
+                ratios, top = [1.0] * len(groups), None
+            self._tracks.append(_Track(name, key, slot, scheds, ratios, top))
+        self.base_lrs = [read_value(g, "lr", None) for g in groups]
         self._build_writers()
         self._step = 0
         self.last_epoch = 0
         self._step_count = 1
         self._get_lr_called_within_step = False
-        self.base_lrs = [read_value(g, "lr", None) for g in groups]
         self._scaler = scaler
         self._updates = [0]
         self._seen_updates = 0
@@ -189,21 +216,42 @@ class Scheduler(LRScheduler):
         self._apply()
 
     def _build_writers(self) -> None:
-        """One table per (schedule, ratio), values pre-scaled; fast path for plain floats."""
-        tables: dict[tuple[int, float], _Table] = {}
-        self._fast: list[tuple[dict[str, Any], str, _Table]] = []
-        self._slow: list[tuple[dict[str, Any], str, int | None, _Table]] = []
+        """Bind to the optimizer's current param groups: one table per (schedule, ratio), values
+        pre-scaled; a fast path for plain floats.
+
+        Values are written by group index into the optimizer's ``param_groups`` as it is at each
+        step, and the binding is redone whenever that list is replaced
+        (``optimizer.load_state_dict``) or changes length (``add_param_group``), so the values
+        always go into the groups the optimizer steps with.
+        """
+        groups = self.optimizer.param_groups
         for tr in self._tracks:
-            for group, sched, ratio in zip(
-                self.optimizer.param_groups, tr.schedules, tr.ratios, strict=True
+            if len(groups) < len(tr.schedules):
+                raise ValueError(
+                    f"the {type(self.optimizer).__name__} now has {len(groups)} param groups, "
+                    f"fewer than the {len(tr.schedules)} this lrkit.Scheduler drives; load a "
+                    "checkpoint with the same param groups, or build a new Scheduler"
+                )
+            for index in range(len(tr.schedules), len(groups)):
+                tr.adopt(groups[index], index, type(self.optimizer).__name__)
+        for index in range(len(self.base_lrs), len(groups)):
+            self.base_lrs.append(read_value(groups[index], "lr", None))
+        tables: dict[tuple[int, float], _Table] = {}
+        self._fast: list[tuple[int, str, _Table]] = []
+        self._slow: list[tuple[int, str, int | None, _Table]] = []
+        for tr in self._tracks:
+            for index, (group, sched, ratio) in enumerate(
+                zip(groups, tr.schedules, tr.ratios, strict=True)
             ):
                 table = tables.setdefault((id(sched), ratio), _Table(sched, ratio))
                 if tr.slot is None and not isinstance(group[tr.key], torch.Tensor):
-                    self._fast.append((group, tr.key, table))
+                    self._fast.append((index, tr.key, table))
                 else:
-                    self._slow.append((group, tr.key, tr.slot, table))
+                    self._slow.append((index, tr.key, tr.slot, table))
         self._tables = list(tables.values())
         self._roots = list({id(t.schedule): t.schedule for t in self._tables}.values())
+        self._bound = groups
+        self._bound_count = len(groups)
 
     # -- set-up helpers ---------------------------------------------------------------------------
     def _locate(self, name: str) -> tuple[str, int | None]:
@@ -262,15 +310,23 @@ class Scheduler(LRScheduler):
         return items
 
     # -- stepping ---------------------------------------------------------------------------------
+    def _sync(self) -> list[dict[str, Any]]:
+        """The optimizer's current param groups, with the writers bound to them."""
+        groups = self.optimizer.param_groups
+        if groups is not self._bound or len(groups) != self._bound_count:
+            self._build_writers()
+        return groups
+
     def _apply(self) -> None:
+        groups = self._sync()
         t = self._step
-        for group, key, table in self._fast:
+        for index, key, table in self._fast:
             i = t - table.lo
             values = table.values
-            group[key] = values[i] if 0 <= i < len(values) else table.at(t)
-        for group, key, slot, table in self._slow:
-            write_value(group, key, slot, table.at(t))
-        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+            groups[index][key] = values[i] if 0 <= i < len(values) else table.at(t)
+        for index, key, slot, table in self._slow:
+            write_value(groups[index], key, slot, table.at(t))
+        self._last_lr = [g["lr"] for g in groups]
 
     def step(self, epoch: None = None, *, metric: float | None = None) -> None:  # type: ignore[override]
         """Advance one optimizer update and write the new values.
@@ -325,6 +381,7 @@ class Scheduler(LRScheduler):
     @property
     def schedules(self) -> dict[str, list[Schedule]]:
         """The schedule driving each hyperparameter, per param group."""
+        self._sync()
         return {tr.name: list(tr.schedules) for tr in self._tracks}
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -335,11 +392,14 @@ class Scheduler(LRScheduler):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """Step, schedule configuration, group ratios and metric-driven state (plain types)."""
+        """Step, schedule configuration, group ratios (and the value they are relative to) and
+        metric-driven state, in plain types."""
+        self._sync()
         return {
             "step": self._step,
             "schedules": {tr.name: [_describe(s) for s in tr.schedules] for tr in self._tracks},
             "ratios": {tr.name: list(tr.ratios) for tr in self._tracks},
+            "tops": {tr.name: tr.top for tr in self._tracks},
             "stateful": [s.state_dict() for s in self._stateful()],  # type: ignore[attr-defined]
         }
 
@@ -351,6 +411,7 @@ class Scheduler(LRScheduler):
         """
         if not isinstance(state_dict, dict) or "step" not in state_dict:
             raise ValueError("expected the dict returned by lrkit.Scheduler.state_dict()")
+        self._sync()
         saved = state_dict.get("schedules", {})
         mine = {tr.name: [_describe(s) for s in tr.schedules] for tr in self._tracks}
         if strict and saved != mine:
@@ -364,6 +425,9 @@ class Scheduler(LRScheduler):
             ratios = state_dict.get("ratios", {}).get(tr.name)
             if ratios is not None and len(ratios) == len(tr.ratios):
                 tr.ratios = [float(r) for r in ratios]
+            top = state_dict.get("tops", {}).get(tr.name)
+            if top is not None and tr.top is not None:
+                tr.top = float(top)
         self._build_writers()
         states = state_dict.get("stateful", [])
         pieces = self._stateful()

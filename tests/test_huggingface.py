@@ -1,0 +1,87 @@
+"""lrkit.Scheduler inside a real ``transformers.Trainer`` (tiny GPT-2 built from a config).
+
+The Trainer wraps the optimizer with accelerate, which calls ``optimizer.load_state_dict`` after
+the scheduler is built, and ``resume_from_checkpoint`` loads both objects again: the schedule must
+hold through both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import lrkit
+from lrkit import schedules as S
+
+transformers = pytest.importorskip("transformers")
+
+STEPS = 12
+PEAK = 3e-3
+
+
+class _Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(0, 32, (96, 8), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def _train(out: Path, *, resume: str | None = None) -> tuple[list[float], Any]:
+    """Train (or resume) and return lr, beta1, lr, beta1, ... of each optimizer update."""
+    transformers.set_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=32, n_positions=8, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=PEAK, betas=(0.9, 0.99))
+    sched = lrkit.Scheduler(opt, lr=S.one_cycle(PEAK, STEPS))
+    used: list[float] = []
+
+    def record(o: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        group = o.param_groups[0]
+        used.extend([float(group["lr"]), float(group["betas"][0])])
+
+    opt.register_step_pre_hook(record)
+    args = transformers.TrainingArguments(
+        output_dir=str(out),
+        max_steps=STEPS,
+        per_device_train_batch_size=8,
+        save_strategy="steps",
+        save_steps=4,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=_Tokens(), optimizers=(opt, sched)
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    return used, trainer
+
+
+@pytest.mark.slow
+def test_trainer_follows_the_schedule_and_resumes_exactly(tmp_path: Path) -> None:
+    cycle = S.one_cycle(PEAK, STEPS)
+    expected = [v for t in range(STEPS) for v in (cycle.lr(t), cycle.momentum(t))]
+
+    used, trainer = _train(tmp_path / "full")
+    assert len(used) == 2 * STEPS
+    assert used == pytest.approx(expected, rel=1e-12)
+    # The Trainer logs the learning rate each update used.
+    logged = [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]
+    assert logged == pytest.approx([cycle.lr(t) for t in range(STEPS)], rel=1e-12)
+
+    resumed, _ = _train(tmp_path / "full", resume=str(tmp_path / "full" / "checkpoint-4"))
+    assert len(resumed) == 2 * (STEPS - 4)
+    assert resumed == pytest.approx(expected[8:], rel=1e-12)
