@@ -7,7 +7,8 @@ falls, then turns up or explodes (LR too large). The LR range where it falls is 
 
 The test trains the model, so it first takes a :class:`~lrkit.finder.restore.TrainingSnapshot`
 and restores everything afterwards: parameters, buffers, gradients, optimizer state and
-hyperparameters, GradScaler and the global RNGs are exactly as before, whether the test completes,
+hyperparameters, GradScaler, the global RNGs and the private generator a data loader shuffles with
+(``DataLoader(shuffle=True, generator=g)``) are exactly as before, whether the test completes,
 diverges, hits a NaN, is interrupted with Ctrl-C or the user's code raises.
 """
 
@@ -394,7 +395,7 @@ def range_test(
     if isinstance(val_data, Iterator):
         raise ValueError("val_data is read at every step; pass a list or a DataLoader")
     lrs = lr_sequence(start_lr, end_lr, steps, mode)
-    rng = RngState.capture()
+    rng = RngState.capture(data, val_data)
     try:
         first, first_iter = peek(data)
         validate_batch(

@@ -256,7 +256,8 @@ class TrainingSnapshot:
                 states.clear()
 
     def restore_rng(self) -> None:
-        """Restore the global random number generators."""
+        """Restore the global random number generators (and the data loaders' generators when
+        ``rng`` was captured with them)."""
         self.rng.restore()
 
     def restore(self) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lrkit._device import move_to_device
-from lrkit._rng import RngState
+from lrkit._rng import RngState, data_generators
 from lrkit._threads import torch_threads
 from lrkit.driver import Scheduler, read_value
 from lrkit.schedules import Hyper, Schedule
@@ -528,26 +528,13 @@ class _Stream:
         self.epoch_rng: Tensor | None = None
         self._it: Iterator[Any] | None = None
 
-    def _generators(self) -> list[torch.Generator]:
-        """The loader's generator and those of its (batch) sampler and their inner samplers."""
-        owners: list[object] = [self.loader]
-        for name in ("sampler", "batch_sampler"):
-            sampler = getattr(self.loader, name, None)
-            owners += [sampler, getattr(sampler, "sampler", None)]
-        out: list[torch.Generator] = []
-        for owner in owners:
-            g = getattr(owner, "generator", None)
-            if isinstance(g, torch.Generator) and all(g is not h for h in out):
-                out.append(g)
-        return out
-
     def _start_epoch(self, rng: Tensor | None = None) -> None:
         if rng is None:
             self.epoch_rng = torch.get_rng_state()
         else:
             self.epoch_rng = rng
             torch.set_rng_state(rng)
-        for g in self._generators():
+        for g in data_generators(self.loader):
             g.manual_seed(_derive(self.seed, _DATA_ORDER, self.epoch))
         self._it = iter(self.loader)
 
