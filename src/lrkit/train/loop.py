@@ -745,7 +745,6 @@ class _Trainer:
     ) -> None:
         run, h = self.run, self.history
         accum = run.accumulation_steps
-        group = opt.param_groups[0]
         autocast = (
             torch.autocast(run.device.type, dtype=self.autocast_dtype)
             if run.amp
@@ -770,6 +769,7 @@ class _Trainer:
                     self.scaler.scale(scaled).backward()
                 else:
                     scaled.backward()
+            group = opt.param_groups[0]
             h.lr.append(read_value(group, "lr"))
             h.momentum.append(_momentum_of(group))
             if bad is not None:
