@@ -174,3 +174,44 @@ def test_values_follow_the_schedule_through_any_interleaving(
     opt.step()
     drv.step()
     _check(opt, step + 1, adam, set())
+
+
+@pytest.mark.parametrize(
+    ("schedule", "bad_step", "shown"),
+    [
+        (S.linear(0.1, -0.1, 10), 6, "-0.0199"),
+        (S.custom(lambda t: 0.1 if t < 1500 else float("nan")), 1500, "nan"),
+        (S.custom(lambda t: float("inf")), 0, "inf"),
+    ],
+)
+def test_a_value_that_cannot_be_a_learning_rate_raises_before_it_is_written(
+    schedule: S.Schedule, bad_step: int, shown: str
+) -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    message = rf"the lr schedule .* gives {shown}.* at step {bad_step}; lr must be finite and >= 0"
+    if bad_step == 0:
+        with pytest.raises(ValueError, match=message):
+            lrkit.Scheduler(opt, lr=schedule)
+        assert opt.param_groups[0]["lr"] == 0.1
+        return
+    drv = lrkit.Scheduler(opt, lr=schedule)
+    for _ in range(bad_step - 1):
+        drv.step()
+    good = opt.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match=message):
+        drv.step()
+    assert drv.current_step == bad_step - 1
+    assert opt.param_groups[0]["lr"] == good == schedule(bad_step - 1)
+
+
+def test_a_negative_momentum_raises() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"the momentum schedule .* gives -0.5 at step 0"):
+        lrkit.Scheduler(opt, lr=S.constant(0.1), momentum=S.custom(lambda t: -0.5))
+
+
+def test_a_bad_momentum_at_construction_leaves_the_learning_rate_alone() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="momentum schedule"):
+        lrkit.Scheduler(opt, lr=S.constant(0.5), momentum=S.custom(lambda t: float("nan")))
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["momentum"] == 0.9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -20,21 +21,37 @@ _BLOCK = 1024
 
 
 class _Table:
-    """Values of one schedule, evaluated vectorised a block of steps at a time."""
+    """Values of one schedule, evaluated vectorised a block of steps at a time.
 
-    __slots__ = ("lo", "ratio", "schedule", "values")
+    A block ends before the first value that cannot be a hyperparameter (NaN, infinite or
+    negative), so that step raises ``ValueError`` when it is reached, before the value is written.
+    """
 
-    def __init__(self, schedule: Schedule, ratio: float = 1.0) -> None:
+    __slots__ = ("lo", "name", "ratio", "schedule", "values")
+
+    def __init__(self, schedule: Schedule, ratio: float = 1.0, name: str = "lr") -> None:
         self.schedule = schedule
         self.ratio = ratio
+        self.name = name
         self.lo = -1
         self.values: list[float] = []
 
     def at(self, t: int) -> float:
         i = t - self.lo
         if self.lo < 0 or not 0 <= i < len(self.values):
+            values = [v * self.ratio for v in self.schedule.table(t, t + _BLOCK)]
+            for k, v in enumerate(values):
+                if not (v >= 0.0 and math.isfinite(v)):
+                    if k == 0:
+                        raise ValueError(
+                            f"the {self.name} schedule {self.schedule!r} gives {v} at step {t}; "
+                            f"{self.name} must be finite and >= 0. Fix the schedule (for a "
+                            "custom function, check it over every step it will be asked for)"
+                        )
+                    values = values[:k]
+                    break
             self.lo = t
-            self.values = [v * self.ratio for v in self.schedule.table(t, t + _BLOCK)]
+            self.values = values
             i = 0
         return self.values[i]
 
@@ -201,6 +218,8 @@ class Scheduler(LRScheduler):
         self.last_epoch = 0
         self._step_count = 1
         self._get_lr_called_within_step = False
+        for table in self._tables:  # a value that cannot be written raises before any is
+            table.at(0)
         self._scaler = scaler
         self._updates = [0]
         self._seen_updates = 0
@@ -236,14 +255,16 @@ class Scheduler(LRScheduler):
                 tr.adopt(groups[index], index, type(self.optimizer).__name__)
         for index in range(len(self.base_lrs), len(groups)):
             self.base_lrs.append(read_value(groups[index], "lr", None))
-        tables: dict[tuple[int, float], _Table] = {}
+        tables: dict[tuple[str, int, float], _Table] = {}
         self._fast: list[tuple[int, str, _Table]] = []
         self._slow: list[tuple[int, str, int | None, _Table]] = []
         for tr in self._tracks:
             for index, (group, sched, ratio) in enumerate(
                 zip(groups, tr.schedules, tr.ratios, strict=True)
             ):
-                table = tables.setdefault((id(sched), ratio), _Table(sched, ratio))
+                table = tables.setdefault(
+                    (tr.name, id(sched), ratio), _Table(sched, ratio, tr.name)
+                )
                 if tr.slot is None and not isinstance(group[tr.key], torch.Tensor):
                     self._fast.append((index, tr.key, table))
                 else:
@@ -344,9 +365,14 @@ class Scheduler(LRScheduler):
             self._seen_updates = self._updates[0]
         if advance:
             self._step += 1
+            try:
+                self._apply()
+            except ValueError:
+                self._step -= 1  # a value that cannot be written: leave everything as it was
+                self._apply()
+                raise
             self.last_epoch = self._step
             self._step_count += 1
-            self._apply()
         if metric is not None:
             self.observe(metric)
 
