@@ -21,6 +21,7 @@ from strategies import (
     half_sine,
     inverse_cycle,
     lengths,
+    one_cycles,
     ordered_pair,
     schedules,
     stateful_schedules,
@@ -237,6 +238,69 @@ def test_hyper_round_trips() -> None:
     assert S.Hyper.from_dict(bare.to_dict()) == bare
 
 
+def test_one_cycle_repr_reads_like_the_call() -> None:
+    h = S.one_cycle(0.8, 1000)
+    assert repr(h) == "one_cycle(peak=0.8, total_steps=1000)"
+    assert repr(h.lr) == "one_cycle_lr(peak=0.8, total_steps=1000)"
+    assert repr(h.momentum) == "one_cycle_momentum(high=0.95, low=0.85, total_steps=1000)"
+    custom = S.one_cycle(
+        0.8,
+        1000,
+        start=0.08,
+        end=1e-5,
+        pct_start=0.25,
+        anneal="linear",
+        three_phase=True,
+        momentum=(0.9, 0.8),
+    )
+    assert repr(custom) == (
+        "one_cycle(peak=0.8, total_steps=1000, start=0.08, end=1e-05, pct_start=0.25, "
+        "anneal='linear', three_phase=True, momentum=(0.9, 0.8))"
+    )
+    assert repr(S.one_cycle(0.8, 1000, momentum=None)) == (
+        "one_cycle(peak=0.8, total_steps=1000, momentum=None)"
+    )
+    for made in (h, custom, S.one_cycle(0.8, 1000, momentum=None)):
+        assert eval(repr(made), NAMESPACE) == made
+    other = S.Hyper(lr=S.cosine(0.1, 10), momentum=S.constant(0.9))
+    assert repr(other) == "Hyper(lr=cosine(start=0.1, steps=10), momentum=constant(value=0.9))"
+    assert eval(repr(other), NAMESPACE) == other
+
+
+def test_one_cycle_plot_title_is_the_call() -> None:
+    from lrkit.plot import plot_schedule
+
+    fig = plot_schedule(S.one_cycle(0.8, 1000))
+    assert fig.axes[0].get_title() == "one_cycle(peak=0.8, total_steps=1000)"
+    fig = plot_schedule(S.one_cycle(0.8, 1000).lr)
+    assert fig.axes[0].get_title() == "one_cycle_lr(peak=0.8, total_steps=1000)"
+
+
+def test_from_dict_reads_a_one_cycle() -> None:
+    h = S.one_cycle(0.8, 1000, pct_start=0.25, three_phase=True)
+    d = json.loads(json.dumps(h.to_dict()))
+    assert d["type"] == "hyper"
+    assert S.from_dict(d) == h
+    assert S.from_dict(h.lr.to_dict()) == h.lr
+    assert h.momentum is not None
+    assert S.from_dict(h.momentum.to_dict()) == h.momentum
+    # what earlier versions wrote: no type key, piecewise pieces
+    old = {
+        "lr": S.piecewise((0.0, 4.0, 9.0), (0.1, 1.0, 0.001), steps=10).to_dict(),
+        "momentum": None,
+    }
+    assert S.Hyper.from_dict(old).lr(4) == 1.0
+    with pytest.raises(ValueError, match="type 'hyper'"):
+        S.Hyper.from_dict(h.lr.to_dict())
+
+
+def test_one_cycle_default_start_is_one_constant() -> None:
+    assert S.ONE_CYCLE_DIV_FACTOR == 25.0  # PyTorch's OneCycleLR div_factor
+    h = S.one_cycle(0.8, 1000)
+    assert h.lr(0) == pytest.approx(0.8 / S.ONE_CYCLE_DIV_FACTOR)
+    assert S.one_cycle_lr(0.8, 1000, start=0.8 / 25) == h.lr
+
+
 # -- Hypothesis properties ---------------------------------------------------------------------
 
 
@@ -442,6 +506,23 @@ def test_repr_reads_like_the_call(s: S.Schedule) -> None:
     assert back == s
     t = horizon(s)
     np.testing.assert_array_equal(back(t), s(t))
+
+
+@PROPS
+@given(one_cycles())
+def test_one_cycle_round_trips_and_reads_like_the_call(h: S.Hyper) -> None:
+    assert repr(h).startswith("one_cycle(peak=")
+    assert eval(repr(h), NAMESPACE) == h
+    back = S.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert back == h and hash(back) == hash(h)
+    assert pickle.loads(pickle.dumps(h)) == h
+    assert isinstance(back, S.Hyper)
+    t = horizon(h.lr)
+    np.testing.assert_array_equal(back.lr(t), h.lr(t))
+    for s in (h.lr, h.momentum):
+        if s is not None:
+            assert S.from_dict(s.to_dict()) == s
+            assert repr(s).startswith(f"{s.name}(") and eval(repr(s), NAMESPACE) == s
 
 
 @PROPS

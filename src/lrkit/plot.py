@@ -76,9 +76,10 @@ def plot_schedule(
 ) -> Figure:
     """Draw the learning rate (and momentum, when the schedule has one) against the step.
 
-    ``steps`` defaults to the schedule's length (required for endless schedules). Writes a PNG
-    (or any matplotlib format) to ``path`` when given, draws into ``ax`` when given, and returns
-    the figure either way.
+    ``steps`` defaults to the schedule's length (required for endless schedules). The title is
+    the schedule's repr (the call that made it, e.g. ``one_cycle(peak=0.8, total_steps=1000)``)
+    unless ``title`` is given. Writes a PNG (or any matplotlib format) to ``path`` when given,
+    draws into ``ax`` when given, and returns the figure either way.
     """
     lr = schedule.lr if isinstance(schedule, Hyper) else schedule
     momentum = schedule.momentum if isinstance(schedule, Hyper) else None
@@ -108,7 +109,7 @@ def plot_schedule(
         ax2.set_ylabel("momentum", color="C1")
         handles = handles + ax2.get_lines()
         ax.legend(handles, [str(h.get_label()) for h in handles], loc="best", fontsize=8)
-    ax.set_title(title if title is not None else _short(repr(lr)), fontsize=9)
+    ax.set_title(title if title is not None else _short(repr(schedule)), fontsize=9)
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -33,10 +33,18 @@ from .compose import (
     wsd,
 )
 from .cyclic import cyclic, cyclic_momentum, exp_range, sgdr, triangular, triangular2
-from .onecycle import Hyper, one_cycle, piecewise
+from .onecycle import (
+    ONE_CYCLE_DIV_FACTOR,
+    Hyper,
+    one_cycle,
+    one_cycle_lr,
+    one_cycle_momentum,
+    piecewise,
+)
 from .plateau import reduce_on_plateau
 
 __all__ = [
+    "ONE_CYCLE_DIV_FACTOR",
     "Hyper",
     "Product",
     "Schedule",
@@ -55,6 +63,8 @@ __all__ = [
     "linear",
     "multistep",
     "one_cycle",
+    "one_cycle_lr",
+    "one_cycle_momentum",
     "per_epoch",
     "piecewise",
     "polynomial",

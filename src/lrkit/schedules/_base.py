@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
+if TYPE_CHECKING:
+    from .onecycle import Hyper
+
 FloatArray = npt.NDArray[np.float64]
 StepLike = int | float | np.integer[Any] | np.floating[Any]
 
@@ -151,11 +154,17 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def from_dict(d: Mapping[str, Any]) -> Schedule:
-    """Rebuild a schedule from :meth:`Schedule.to_dict` output."""
+def from_dict(d: Mapping[str, Any]) -> Schedule | Hyper:
+    """Rebuild a schedule from :meth:`Schedule.to_dict` output, or a
+    :class:`~lrkit.schedules.Hyper` (such as ``one_cycle(...)``) from ``Hyper.to_dict()``
+    output: ``from_dict(s.to_dict()) == s`` for both."""
     if not isinstance(d, Mapping) or "type" not in d:
         raise ValueError(f"expected a dict with a 'type' key from Schedule.to_dict(), got {d!r}")
     kind = d["type"]
+    if kind == "hyper":
+        from .onecycle import Hyper
+
+        return Hyper.from_dict(d)
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise ValueError(f"unknown schedule type {kind!r}; known types: {sorted(_REGISTRY)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +23,15 @@ from ._base import (
     setattr_frozen,
 )
 
-__all__ = ["Hyper", "one_cycle", "piecewise"]
+__all__ = [
+    "ONE_CYCLE_DIV_FACTOR",
+    "ONE_CYCLE_FINAL_DIV_FACTOR",
+    "Hyper",
+    "one_cycle",
+    "one_cycle_lr",
+    "one_cycle_momentum",
+    "piecewise",
+]
 
 Anneal = Literal["cos", "linear"]
 
@@ -96,10 +105,213 @@ class piecewise(Schedule):
         return result
 
 
-@dataclass(frozen=True)
+ONE_CYCLE_DIV_FACTOR = 25.0
+"""The one default start of the one-cycle policy: ``start = peak / ONE_CYCLE_DIV_FACTOR``.
+
+The same as ``div_factor=25`` of PyTorch's ``OneCycleLR`` and fastai's ``fit_one_cycle``, inside
+the range Smith's papers used (Smith & Topin 2017: 0.1 to 3.0, i.e. /30; Smith 2018: /5 to /10),
+and the start under which lrkit's default suggestion was measured as a one-cycle peak
+(``benchmarks/suggestion_regret.py``). :func:`one_cycle` and the range test's
+``RangeTestResult.one_cycle()`` and ``bounds("one_cycle")`` all use it."""
+
+ONE_CYCLE_FINAL_DIV_FACTOR = 1e4
+"""The default end of the one-cycle policy: ``end = start / ONE_CYCLE_FINAL_DIV_FACTOR``
+(PyTorch's ``final_div_factor``)."""
+
+
+def _check_anneal(anneal: object) -> None:
+    if anneal not in ("cos", "linear"):
+        raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
+
+
+def _cycle_knots(total_steps: int, pct_start: float, three_phase: bool) -> tuple[float, ...]:
+    """The knots of one cycle (see :func:`one_cycle`), validating ``pct_start`` and
+    ``three_phase``."""
+    pct = check_finite("pct_start", pct_start)
+    if not 0.0 < pct < 1.0:
+        raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
+    if not isinstance(three_phase, bool):
+        raise TypeError(f"three_phase must be True or False, got {three_phase!r}")
+    n = float(total_steps)
+    up = pct * n - 1.0
+    if up < 0:
+        raise ValueError(
+            f"the warm-up phase is empty: pct_start · total_steps = {pct * n:g} < 1; raise "
+            "total_steps or pct_start"
+        )
+    if not three_phase:
+        return (0.0, up, n - 1.0)
+    knots = (0.0, up, 2.0 * pct * n - 2.0, n - 1.0)
+    if knots[2] > knots[3]:
+        raise ValueError(
+            f"three_phase needs pct_start <= 0.5 so the phases fit in total_steps; got "
+            f"pct_start={pct_start}"
+        )
+    return knots
+
+
+def _call(name: str, args: list[tuple[str, Any]]) -> str:
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in args)})"
+
+
+def _cycle_args(s: one_cycle_lr | one_cycle_momentum) -> list[tuple[str, Any]]:
+    """The cycle's geometry as it is written in a call: the arguments that differ from their
+    defaults."""
+    out: list[tuple[str, Any]] = []
+    if s.pct_start != 0.3:
+        out.append(("pct_start", s.pct_start))
+    if s.anneal != "cos":
+        out.append(("anneal", s.anneal))
+    if s.three_phase:
+        out.append(("three_phase", True))
+    return out
+
+
+@register
+@dataclass(frozen=True, repr=False)
+class one_cycle_lr(Schedule):
+    """The learning rate of the one-cycle policy; :func:`one_cycle` pairs it with
+    :class:`one_cycle_momentum`.
+
+    ``start`` defaults to ``peak / ONE_CYCLE_DIV_FACTOR`` (``peak / 25``) and ``end`` to
+    ``start / 1e4``; the shape is described in :func:`one_cycle`. Its repr reads like the call
+    that made it, for example ``one_cycle_lr(peak=0.8, total_steps=1000)``.
+    """
+
+    name = "one_cycle_lr"
+    peak: float
+    total_steps: int
+    start: float | None = None
+    end: float | None = None
+    pct_start: float = 0.3
+    anneal: Anneal = "cos"
+    three_phase: bool = False
+
+    def __post_init__(self) -> None:
+        peak = check_positive("peak", self.peak)
+        total = check_steps("total_steps", self.total_steps)
+        start = (
+            peak / ONE_CYCLE_DIV_FACTOR
+            if self.start is None
+            else check_non_negative("start", self.start)
+        )
+        end = (
+            start / ONE_CYCLE_FINAL_DIV_FACTOR
+            if self.end is None
+            else check_non_negative("end", self.end)
+        )
+        if start > peak:
+            raise ValueError(f"start ({start}) must be <= peak ({peak})")
+        if end > peak:
+            raise ValueError(f"end ({end}) must be <= peak ({peak})")
+        _check_anneal(self.anneal)
+        knots = _cycle_knots(total, self.pct_start, self.three_phase)
+        values = (start, peak, start, end) if self.three_phase else (start, peak, end)
+        for key, value in (
+            ("peak", peak),
+            ("total_steps", total),
+            ("start", start),
+            ("end", end),
+            ("pct_start", float(self.pct_start)),
+        ):
+            setattr_frozen(self, key, value)
+        setattr_frozen(self, "_curve", piecewise(knots, values, self.anneal, steps=total))
+
+    @property
+    def steps(self) -> int:
+        """``total_steps``."""
+        return self.total_steps
+
+    def _values(self, t: FloatArray) -> FloatArray:
+        curve: piecewise = self.__dict__["_curve"]
+        return curve._values(t)
+
+    def call_args(self) -> list[tuple[str, Any]]:
+        """The arguments of the call that builds this schedule, those at their defaults left
+        out (shared with :class:`Hyper`'s repr, which reads ``one_cycle(...)``)."""
+        out: list[tuple[str, Any]] = [("peak", self.peak), ("total_steps", self.total_steps)]
+        start = float(self.start or 0.0)
+        if start != self.peak / ONE_CYCLE_DIV_FACTOR:
+            out.append(("start", start))
+        if self.end != start / ONE_CYCLE_FINAL_DIV_FACTOR:
+            out.append(("end", self.end))
+        return out + _cycle_args(self)
+
+    def __repr__(self) -> str:
+        return _call(self.name, self.call_args())
+
+
+@register
+@dataclass(frozen=True, repr=False)
+class one_cycle_momentum(Schedule):
+    """The cyclical momentum of the one-cycle policy: ``high → low`` while the LR of a
+    :class:`one_cycle_lr` with the same ``total_steps``, ``pct_start``, ``anneal`` and
+    ``three_phase`` rises, ``low → high`` while it falls (held at ``high`` in the third phase).
+    Built by :func:`one_cycle`."""
+
+    name = "one_cycle_momentum"
+    high: float
+    low: float
+    total_steps: int
+    pct_start: float = 0.3
+    anneal: Anneal = "cos"
+    three_phase: bool = False
+
+    def __post_init__(self) -> None:
+        high = check_finite("momentum", self.high)
+        low = check_finite("momentum", self.low)
+        if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
+            raise ValueError(
+                f"momentum values must lie in [0, 1], got high={self.high!r}, low={self.low!r}"
+            )
+        total = check_steps("total_steps", self.total_steps)
+        _check_anneal(self.anneal)
+        knots = _cycle_knots(total, self.pct_start, self.three_phase)
+        values = (high, low, high, high) if self.three_phase else (high, low, high)
+        for key, value in (
+            ("high", high),
+            ("low", low),
+            ("total_steps", total),
+            ("pct_start", float(self.pct_start)),
+        ):
+            setattr_frozen(self, key, value)
+        setattr_frozen(self, "_curve", piecewise(knots, values, self.anneal, steps=total))
+
+    @property
+    def steps(self) -> int:
+        """``total_steps``."""
+        return self.total_steps
+
+    def _values(self, t: FloatArray) -> FloatArray:
+        curve: piecewise = self.__dict__["_curve"]
+        return curve._values(t)
+
+    def __repr__(self) -> str:
+        args: list[tuple[str, Any]] = [
+            ("high", self.high),
+            ("low", self.low),
+            ("total_steps", self.total_steps),
+        ]
+        return _call(self.name, args + _cycle_args(self))
+
+    def matches(self, lr: one_cycle_lr) -> bool:
+        """Whether this momentum cycles with ``lr`` (same length, phases and shape)."""
+        return (self.total_steps, self.pct_start, self.anneal, self.three_phase) == (
+            lr.total_steps,
+            lr.pct_start,
+            lr.anneal,
+            lr.three_phase,
+        )
+
+
+@dataclass(frozen=True, repr=False)
 class Hyper:
     """Schedules for several hyperparameters that belong together, such as one-cycle's LR and
-    momentum. :class:`lrkit.Scheduler` accepts it directly as ``lr=``."""
+    momentum. :class:`lrkit.Scheduler` accepts it directly as ``lr=``.
+
+    ``lrkit.schedules.from_dict(h.to_dict()) == h``; the repr of a Hyper made by
+    :func:`one_cycle` reads like that call, ``one_cycle(peak=0.8, total_steps=1000)``.
+    """
 
     lr: Schedule
     momentum: Schedule | None = None
@@ -110,17 +322,41 @@ class Hyper:
         return self.lr.steps
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able description; :meth:`from_dict` rebuilds it."""
+        """JSON-able description; :meth:`from_dict` and :func:`lrkit.schedules.from_dict`
+        rebuild it."""
         return {
+            "type": "hyper",
             "lr": self.lr.to_dict(),
             "momentum": None if self.momentum is None else self.momentum.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Hyper:
-        """Rebuild from :meth:`to_dict` output."""
+    def from_dict(cls, d: Mapping[str, Any]) -> Hyper:
+        """Rebuild from :meth:`to_dict` output (also read without its ``"type"`` key, as
+        written by earlier versions)."""
+        kind = d.get("type", "hyper")
+        if kind != "hyper":
+            raise ValueError(f"expected a Hyper's dict (type 'hyper'), got type {kind!r}")
+        lr = from_dict(d["lr"])
         m = d.get("momentum")
-        return cls(lr=from_dict(d["lr"]), momentum=None if m is None else from_dict(m))
+        momentum = None if m is None else from_dict(m)
+        if not isinstance(lr, Schedule) or not (momentum is None or isinstance(momentum, Schedule)):
+            raise ValueError("a Hyper's lr and momentum must be schedules, not Hypers")
+        return cls(lr=lr, momentum=momentum)
+
+    def __repr__(self) -> str:
+        lr, mom = self.lr, self.momentum
+        if isinstance(lr, one_cycle_lr):
+            if mom is None:
+                return _call("one_cycle", [*lr.call_args(), ("momentum", None)])
+            if isinstance(mom, one_cycle_momentum) and mom.matches(lr):
+                args = lr.call_args()
+                if (mom.high, mom.low) != (0.95, 0.85):
+                    args.append(("momentum", (mom.high, mom.low)))
+                return _call("one_cycle", args)
+        if mom is None:
+            return f"Hyper(lr={lr!r})"
+        return f"Hyper(lr={lr!r}, momentum={mom!r})"
 
 
 def one_cycle(
@@ -135,12 +371,13 @@ def one_cycle(
 ) -> Hyper:
     """The one-cycle policy with cyclical momentum (Smith & Topin 2017; Smith 2018).
 
-    The LR rises from ``start`` (default ``peak / 25``) to ``peak`` over the first
-    ``pct_start · total_steps - 1`` steps, then anneals to ``end`` (default ``start / 1e4``) at
-    step ``total_steps - 1``. Momentum ``(high, low)`` moves the other way: ``high → low`` while the
-    LR rises, ``low → high`` while it falls. With ``three_phase`` the LR goes ``start → peak →
-    start`` in two equal phases and then anneals to ``end`` with momentum held at ``high``
-    (Smith 2018's original shape). Phases use ``anneal`` (cosine or linear)::
+    The LR rises from ``start`` (default ``peak / 25``, :data:`ONE_CYCLE_DIV_FACTOR`) to
+    ``peak`` over the first ``pct_start · total_steps - 1`` steps, then anneals to ``end``
+    (default ``start / 1e4``) at step ``total_steps - 1``. Momentum ``(high, low)`` moves the
+    other way: ``high → low`` while the LR rises, ``low → high`` while it falls. With
+    ``three_phase`` the LR goes ``start → peak → start`` in two equal phases and then anneals to
+    ``end`` with momentum held at ``high`` (Smith 2018's original shape). Phases use ``anneal``
+    (cosine or linear)::
 
         knots  = (0, pct_start·N - 1, N - 1)                      two phases
                = (0, pct_start·N - 1, 2·pct_start·N - 2, N - 1)   three phases
@@ -148,56 +385,24 @@ def one_cycle(
         mom    = piecewise(knots, (high, low, high))              (high, low, high, high)
 
     Equals ``torch.optim.lr_scheduler.OneCycleLR(max_lr=peak, total_steps=N, div_factor=peak /
-    start, final_div_factor=start / end, ...)`` for steps ``0 .. N-1``. PyTorch raises after step
-    ``N`` and extrapolates at step ``N``; lrkit holds ``end`` past ``N - 1``, so training a little
-    longer than planned is safe. Smith reports super-convergence with ResNet-56 on CIFAR-10: 92.4%
-    after 10k iterations against 91.2% after 80k with a piecewise-constant schedule.
+    start, final_div_factor=start / end, ...)`` for steps ``0 .. N-1``; the defaults are
+    PyTorch's (``div_factor=25``, ``final_div_factor=1e4``). Smith 2018 starts at ``peak/5`` to
+    ``peak/10``: pass ``start=peak / 10`` for that. PyTorch raises after step ``N`` and
+    extrapolates at step ``N``; lrkit holds ``end`` past ``N - 1``, so training a little longer
+    than planned is safe. Smith reports super-convergence with ResNet-56 on CIFAR-10: 92.4% after
+    10k iterations against 91.2% after 80k with a piecewise-constant schedule.
 
-    Returns a :class:`Hyper` with ``.lr`` and ``.momentum`` (``None`` when ``momentum=None``).
+    Returns a :class:`Hyper` with ``.lr`` (a :class:`one_cycle_lr`) and ``.momentum`` (a
+    :class:`one_cycle_momentum`, ``None`` when ``momentum=None``). Its repr reads like this
+    call and ``from_dict(h.to_dict()) == h``.
     """
-    peak = check_positive("peak", peak)
-    total_steps_i = check_steps("total_steps", total_steps)
-    start = peak / 25.0 if start is None else check_non_negative("start", start)
-    end = start / 1e4 if end is None else check_non_negative("end", end)
-    if start > peak:
-        raise ValueError(f"start ({start}) must be <= peak ({peak})")
-    if end > peak:
-        raise ValueError(f"end ({end}) must be <= peak ({peak})")
-    pct = check_finite("pct_start", pct_start)
-    if not 0.0 < pct < 1.0:
-        raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
-    if anneal not in ("cos", "linear"):
-        raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
-    if not isinstance(three_phase, bool):
-        raise TypeError(f"three_phase must be True or False, got {three_phase!r}")
-    n = float(total_steps_i)
-    up = pct * n - 1.0
-    if up < 0:
-        raise ValueError(
-            f"the warm-up phase is empty: pct_start · total_steps = {pct * n:g} < 1; raise "
-            "total_steps or pct_start"
-        )
-    if three_phase:
-        knots: tuple[float, ...] = (0.0, up, 2.0 * pct * n - 2.0, n - 1.0)
-        if knots[2] > knots[3]:
-            raise ValueError(
-                f"three_phase needs pct_start <= 0.5 so the phases fit in total_steps; got "
-                f"pct_start={pct_start}"
-            )
-        lr_values: tuple[float, ...] = (start, peak, start, end)
-    else:
-        knots = (0.0, up, n - 1.0)
-        lr_values = (start, peak, end)
-    lr = piecewise(knots, lr_values, anneal, steps=total_steps_i)
-    mom: Schedule | None = None
-    if momentum is not None:
-        if not isinstance(momentum, tuple | list):
-            raise TypeError(f"momentum must be a pair (high, low) or None, got {momentum!r}")
-        if len(momentum) != 2:
-            raise ValueError(f"momentum must be a pair (high, low) or None, got {momentum!r}")
-        high, low = (check_finite("momentum", m) for m in momentum)
-        if not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
-            raise ValueError(f"momentum values must lie in [0, 1], got {momentum!r}")
-        m_values = (high, low, high, high) if three_phase else (high, low, high)
-        mom = piecewise(knots, m_values, anneal, steps=total_steps_i)
+    lr = one_cycle_lr(peak, total_steps, start, end, pct_start, anneal, three_phase)
+    if momentum is None:
+        return Hyper(lr=lr)
+    if not isinstance(momentum, tuple | list):
+        raise TypeError(f"momentum must be a pair (high, low) or None, got {momentum!r}")
+    if len(momentum) != 2:
+        raise ValueError(f"momentum must be a pair (high, low) or None, got {momentum!r}")
+    high, low = momentum
+    mom = one_cycle_momentum(high, low, lr.total_steps, lr.pct_start, anneal, three_phase)
     return Hyper(lr=lr, momentum=mom)
