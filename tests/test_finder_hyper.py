@@ -9,9 +9,23 @@ import pytest
 import torch
 from torch import nn
 
-from lrkit.finder import HyperTestResult, RangeTestResult, momentum_test, weight_decay_test
+from lrkit.finder import (
+    HyperTestResult,
+    RangeTestResult,
+    momentum_test,
+    weight_decay_test,
+    zero_lag_smooth,
+)
 from lrkit.finder.hyper import recommend
-from strategies_finder import assert_same_state, capture, exp_lrs, make_data, mlp, u_curve
+from strategies_finder import (
+    assert_same_state,
+    capture,
+    exp_lrs,
+    make_data,
+    mlp,
+    u_curve,
+    with_noise,
+)
 
 FAST = {"steps": 12, "end_lr": 1.0}
 
@@ -141,3 +155,54 @@ def test_plot_and_round_trip(tmp_path: Path) -> None:
     back = HyperTestResult.from_dict(res.to_dict())
     assert back.values == res.values and back.best == res.best
     np.testing.assert_array_equal(back.results[1].losses, res.results[1].losses)
+
+
+def _wd_result() -> HyperTestResult:
+    lrs = exp_lrs(100)
+    noisy = [
+        RangeTestResult.build(
+            lrs=lrs,
+            losses=with_noise(u_curve(lrs, bottom=bottom, rise_at=-0.3), 0.05, seed=k),
+            stop_reason="completed",
+        )
+        for k, bottom in enumerate((0.3, 0.5))
+    ]
+    best, reason = recommend([1e-4, 0.0], noisy)
+    return HyperTestResult("weight_decay", [1e-4, 0.0], noisy, best, reason)
+
+
+def test_lowest_loss_is_the_minimum_of_the_plotted_curve() -> None:
+    from matplotlib.figure import Figure
+
+    res = _wd_result()
+    assert len(res.lowest) == 2
+    ax = res.plot(Figure().add_subplot())
+    for k, (line, run) in enumerate(zip(ax.get_lines(), res.results, strict=True)):
+        drawn = np.asarray(line.get_ydata(), dtype=float)
+        np.testing.assert_allclose(drawn, zero_lag_smooth(run.lrs, run.scored_losses))
+        assert res.lowest[k] == pytest.approx(float(drawn.min()), rel=1e-12)
+        # not the EMA's minimum, which lags and sits higher on a noisy curve
+        assert res.lowest[k] != pytest.approx(float(np.nanmin(run.smoothed)), rel=1e-6)
+    assert res.best == 1e-4
+    assert f"({res.lowest[0]:.4g})" in res.reason  # the recommendation quotes the same number
+    d = res.to_dict()
+    assert d["lowest"] == res.lowest
+    assert HyperTestResult.from_dict(d).lowest == res.lowest
+
+
+def test_cli_table_prints_the_carried_lowest_loss(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    import lrkit.experiments.trial as trial
+    from lrkit.cli import app
+
+    res = _wd_result()
+    res.lowest = [0.123456, 0.654321]  # the table must print these, not re-smooth the curves
+    monkeypatch.setattr(trial, "hyper_test_task", lambda *a, **k: res)
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["find", "--task", "wine-mlp", "--test", "weight-decay", "--out", str(tmp_path)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "0.1235" in out.output and "0.6543" in out.output

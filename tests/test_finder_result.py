@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrkit.finder import RangeTestResult, lr_bounds, suggest_lrkit
+from lrkit import schedules as S
+from lrkit.finder import RangeTestResult, lr_bounds, suggest_lrkit, zero_lag_smooth
 from strategies_finder import exp_lrs, u_curve, with_noise
 
 
@@ -60,7 +61,7 @@ def test_bounds() -> None:
     assert res.suggestion is not None
     base, peak = res.bounds("one_cycle")
     assert peak == pytest.approx(res.suggestion)
-    assert base == pytest.approx(peak / 10)
+    assert base == pytest.approx(peak / 25)  # one_cycle's one default start
     base_c, peak_c = res.bounds("cyclic")
     assert (base_c, peak_c) == pytest.approx((peak / 4, peak))
     assert lr_bounds(res.lrs, res.losses, "cyclic") == (base_c, peak_c)
@@ -153,3 +154,40 @@ def test_repr_is_short() -> None:
     text = repr(_result())
     assert text.startswith("RangeTestResult(steps=100")
     assert len(text) < 200
+
+
+def test_one_cycle_has_one_default_start() -> None:
+    res = _result()
+    assert res.suggestion is not None
+    peak = res.suggestion
+    sched = res.one_cycle(1000)
+    assert sched == S.one_cycle(peak, 1000)
+    assert float(sched.lr(0)) == pytest.approx(peak / 25)
+    assert float(sched.lr(0)) == pytest.approx(peak / S.ONE_CYCLE_DIV_FACTOR)
+    assert res.bounds("one_cycle")[0] == pytest.approx(float(sched.lr(0)), rel=1e-12)
+    assert float(res.one_cycle(1000, start=peak / 10).lr(0)) == pytest.approx(peak / 10)
+
+
+def test_plot_main_line_is_the_curve_the_rule_reads() -> None:
+    from matplotlib.figure import Figure
+
+    # a linear-sweep-like first point at lr 0 (off the log axis) and a NaN tail
+    lrs = np.concatenate([[0.0], exp_lrs(99)])
+    losses = np.concatenate([[2.3], with_noise(u_curve(lrs[1:]), 0.05)])
+    losses[-3:] = np.nan
+    res = RangeTestResult.build(lrs=lrs, losses=losses, stop_reason="nan")
+    ax = res.plot(Figure().add_subplot())
+    lines = ax.get_lines()
+    main = max(lines, key=lambda line: line.get_linewidth())
+    expected = zero_lag_smooth(res.lrs, res.scored_losses)
+    np.testing.assert_allclose(np.asarray(main.get_ydata(), dtype=float), expected)
+    np.testing.assert_array_equal(np.asarray(main.get_xdata(), dtype=float), res.lrs[1:-3])
+    assert "read by the suggestion" in str(main.get_label())
+    x, smooth = res.zero_lag()
+    np.testing.assert_array_equal(smooth, expected)
+    np.testing.assert_array_equal(x, res.lrs[1:-3])
+    assert res.lowest_loss() == pytest.approx(float(expected.min()))
+    ema_lines = [ln for ln in lines if "EMA" in str(ln.get_label())]
+    assert len(ema_lines) == 1 and ema_lines[0].get_linewidth() < main.get_linewidth()
+    low, high = ax.get_ylim()
+    assert low < float(expected.min()) < high

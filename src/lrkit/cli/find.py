@@ -157,7 +157,6 @@ def _hyper(
     out: Path,
 ) -> None:
     from ..experiments.trial import hyper_test_task
-    from ..finder.suggest import analyze_curve
 
     name: HyperName = "weight_decay" if test == "weight-decay" else "momentum"
     label = name.replace("_", " ")
@@ -182,10 +181,8 @@ def _hyper(
     table = Table(title=f"{label} test on {t.name}")
     for col in (label, "lowest loss (smoothed)", "lrkit lr", "stopped"):
         table.add_column(col)
-    for value, res in zip(result.values, result.results, strict=True):
+    for value, res, low in zip(result.values, result.results, result.lowest, strict=True):
         mark = " (best)" if result.best is not None and value == result.best else ""
-        smoothed = analyze_curve(res.lrs, res.scored_losses).smoothed
-        low = float(smoothed.min()) if smoothed.size else None
         table.add_row(f"{value:g}{mark}", fmt(low, 4), fmt(res.suggestion), res.stop_reason)
     console.print(table)
     if result.best is None:

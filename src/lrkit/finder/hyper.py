@@ -6,6 +6,10 @@ curves on one plot. Smith 2018 searches weight decay over ``1e-3, 1e-4, 1e-5, 0`
 over ``0.99, 0.97, 0.95, 0.9``; a good value lets the loss fall lower and stay low up to a larger
 learning rate.
 
+Every curve is read through one smoothing, the zero-lag smooth of lrkit's rule
+(:meth:`RangeTestResult.zero_lag`): the plot draws it, each value's lowest loss
+(:attr:`HyperTestResult.lowest`) is its minimum, and the recommendation compares those minima.
+
 The recommendation (:func:`recommend`): among the curves with a clear descent, the ones whose
 zero-lag smoothed minimum is within half the typical step-to-step noise (or 2% of the typical
 drop, if larger) of the lowest minimum are equivalent; of those, the one whose lrkit suggestion
@@ -18,7 +22,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +49,9 @@ class HyperTestResult:
         results: one :class:`RangeTestResult` per value.
         best: the recommended value, or ``None`` when no curve has a clear descent.
         reason: why ``best`` was chosen (or why there is none).
+        lowest: each value's lowest loss, the minimum of the zero-lag smooth that
+            :meth:`plot` draws and :func:`recommend` compares (``None`` for a curve without
+            finite losses); computed from ``results``.
     """
 
     name: str
@@ -52,10 +59,20 @@ class HyperTestResult:
     results: list[RangeTestResult]
     best: float | None
     reason: str
+    lowest: list[float | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.values) != len(self.results):
+            raise ValueError(
+                f"values and results differ in length: {len(self.values)} vs {len(self.results)}"
+            )
+        self.lowest = [r.lowest_loss() for r in self.results]
 
     def plot(self, target: str | os.PathLike[str] | Axes | None = None) -> Axes:
-        """All smoothed curves on one log-LR plot, the recommended one drawn bold. ``target``
-        is an ``Axes``, a file path (Agg backend) or ``None`` (new pyplot figure)."""
+        """Every value's zero-lag smoothed curve (:meth:`RangeTestResult.zero_lag`, whose
+        minima are :attr:`lowest`) on one log-LR plot, the recommended one drawn bold.
+        ``target`` is an ``Axes``, a file path (Agg backend) or ``None`` (new pyplot
+        figure)."""
         from lrkit.plot import new_axes, save_axes
 
         ax, path = new_axes(target)
@@ -63,24 +80,24 @@ class HyperTestResult:
         lows: list[float] = []
         for k, (value, res) in enumerate(zip(self.values, self.results, strict=True)):
             chosen = self.best is not None and value == self.best
+            lrs, smooth = res.zero_lag()
             ax.plot(
-                res.lrs,
-                res.smoothed,
+                lrs,
+                smooth,
                 color=f"C{k % 10}",
                 linewidth=2.5 if chosen else 1.2,
                 label=f"{self.name}={value:g}" + (" (best)" if chosen else ""),
             )
-            finite = res.smoothed[np.isfinite(res.smoothed)]
-            if finite.size:
-                tops.append(float(finite[: max(3, finite.size // 10)].max()))
-                lows.append(float(finite.min()))
+            if smooth.size:
+                tops.append(float(smooth[: max(3, smooth.size // 10)].max()))
+                lows.append(float(smooth.min()))
         if tops and lows:
             low, high = min(lows), max(tops)
             pad = 0.08 * (high - low) if high > low else 0.05
             ax.set_ylim(low - pad, high + pad)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("smoothed loss")
+        ax.set_ylabel("loss (zero-lag smooth)")
         ax.set_title(f"{self.name} test")
         ax.legend(loc="best", fontsize="small")
         if path is not None:
@@ -95,11 +112,13 @@ class HyperTestResult:
             "results": [r.to_dict() for r in self.results],
             "best": self.best,
             "reason": self.reason,
+            "lowest": list(self.lowest),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HyperTestResult:
-        """Rebuild a result written by :meth:`to_dict`."""
+        """Rebuild a result written by :meth:`to_dict` (``lowest`` is recomputed from the
+        curves)."""
         return cls(
             name=str(d["name"]),
             values=[float(v) for v in d["values"]],
@@ -112,13 +131,16 @@ class HyperTestResult:
 def recommend(
     values: Sequence[float], results: Sequence[RangeTestResult]
 ) -> tuple[float | None, str]:
-    """Pick the best value from range tests run at each value (see the module docstring)."""
+    """Pick the best value from range tests run at each value (see the module docstring).
+    Each curve's depth is :meth:`RangeTestResult.lowest_loss`, the minimum of the curve that
+    :meth:`HyperTestResult.plot` draws."""
     cands: list[tuple[float, float, float, float, float]] = []
     for value, res in zip(values, results, strict=True):
         found = analyze_curve(res.lrs, res.scored_losses)
-        if found.lr is None:
+        lowest = res.lowest_loss()
+        if found.lr is None or lowest is None:
             continue
-        cands.append((value, float(np.min(found.smoothed)), found.lr, found.noise, found.drop))
+        cands.append((value, lowest, found.lr, found.noise, found.drop))
     if not cands:
         return None, "no curve has a clear descent"
     lowest = min(c[1] for c in cands)

@@ -15,10 +15,12 @@ import numpy.typing as npt
 
 from lrkit._files import atomic_write_text
 from lrkit.finder.smith import BoundsKind, lr_bounds
-from lrkit.finder.suggest import Method, Suggestion, analyze_curve, ema, suggest_lr
+from lrkit.finder.suggest import Method, Suggestion, ema, suggest_lr, zero_lag_smooth
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+
+    from lrkit.schedules import Hyper
 
 __all__ = ["RangeTestResult", "StopReason"]
 
@@ -45,7 +47,9 @@ class RangeTestResult:
             largest LR).
         losses: the raw training loss after each step (mean over repeats).
         smoothed: the bias-corrected EMA (``beta = smoothing``) of the *scored* loss: the
-            validation loss when ``val_losses`` exist, else ``losses``.
+            validation loss when ``val_losses`` exist, else ``losses``. The sweep's divergence
+            check reads it; the suggestion and :meth:`plot` read the zero-lag smooth
+            (:meth:`zero_lag`) instead, which does not lag behind the raw curve.
         stop_reason: ``"completed"``, ``"diverged"``, ``"nan"``, ``"interrupted"`` or
             ``"error"``.
         val_losses: mean validation loss at each step, when the test had ``val_data``.
@@ -126,6 +130,20 @@ class RangeTestResult:
         """The raw curve the test scored: ``val_losses`` when present, else ``losses``."""
         return self.losses if self.val_losses is None else self.val_losses
 
+    def zero_lag(self) -> tuple[FloatArray, FloatArray]:
+        """``(lrs, smooth)``: the zero-lag smooth of the scored loss that lrkit's rule reads
+        (:func:`~lrkit.finder.suggest.zero_lag_smooth`) and the LRs it is defined at (the
+        positive LRs, up to the first non-finite loss). :meth:`plot` draws it as the main line,
+        and :meth:`lowest_loss` is its minimum."""
+        smooth = zero_lag_smooth(self.lrs, self.scored_losses)
+        return self.lrs[self.lrs > 0][: smooth.size], smooth
+
+    def lowest_loss(self) -> float | None:
+        """The minimum of the zero-lag smooth (:meth:`zero_lag`), ``None`` for a curve without
+        finite losses: the "lowest loss" of the weight-decay and momentum tests."""
+        _, smooth = self.zero_lag()
+        return float(smooth.min()) if smooth.size else None
+
     def suggest(self, method: Method = "lrkit") -> Suggestion:
         """A suggested LR with an uncertainty band, by one of the rules of
         :mod:`lrkit.finder.suggest`: ``"lrkit"`` (default), ``"minimum"``, ``"steepest"``,
@@ -140,19 +158,21 @@ class RangeTestResult:
         )
 
     def bounds(self, kind: BoundsKind = "one_cycle") -> tuple[float, float]:
-        """``(base, peak)`` after Smith: ``peak`` is the default suggestion, ``base`` is
-        ``peak/10`` for ``"one_cycle"`` and ``peak/4`` for ``"cyclic"``
-        (:func:`lrkit.finder.smith.lr_bounds`). Raises ``ValueError`` without a clear
-        descent."""
+        """``(base, peak)``: ``peak`` is the default suggestion, ``base`` is ``peak/25`` for
+        ``"one_cycle"`` (the start of ``lrkit.schedules.one_cycle``'s cycle,
+        :data:`~lrkit.schedules.ONE_CYCLE_DIV_FACTOR`) and ``peak/4`` for ``"cyclic"``
+        (Smith 2015; :func:`lrkit.finder.smith.lr_bounds`). Raises ``ValueError`` without a
+        clear descent."""
         return lr_bounds(self.lrs, self.scored_losses, kind)
 
-    def one_cycle(self, total_steps: int, **kwargs: Any) -> Any:
-        """The one-cycle schedule for these bounds: ``lrkit.schedules.one_cycle(peak,
-        total_steps, start=base, **kwargs)`` (``start`` can be overridden)."""
+    def one_cycle(self, total_steps: int, **kwargs: Any) -> Hyper:
+        """The one-cycle schedule at the suggested peak: ``lrkit.schedules.one_cycle(peak,
+        total_steps, **kwargs)``, with that function's defaults (it starts at ``peak/25``, the
+        ``base`` of :meth:`bounds`; pass ``start=`` for another start, e.g. Smith 2018's
+        ``peak/10``). Raises ``ValueError`` without a clear descent."""
         from lrkit import schedules as S
 
-        base, peak = self.bounds("one_cycle")
-        kwargs.setdefault("start", base)
+        _, peak = self.bounds("one_cycle")
         return S.one_cycle(peak, total_steps, **kwargs)
 
     def cyclic(self, step_size_up: int, **kwargs: Any) -> Any:
@@ -166,12 +186,13 @@ class RangeTestResult:
     def plot(self, target: str | os.PathLike[str] | Axes | None = None) -> Axes:
         """Draw the curve on a log-LR axis and return the axes.
 
-        Shows the raw scored loss (thin), its EMA (bold), the zero-lag smooth that the default
-        rule reads (dashed), the other repeats (faint), the default suggestion (vertical line)
-        with its uncertainty band (shaded), the one-cycle base (dotted) and, when recorded, the
-        validation metric on a second axis. ``target`` is an existing matplotlib ``Axes``, a
-        file path (written with the Agg backend, no window opens), or ``None`` for a new pyplot
-        figure.
+        Shows the zero-lag smooth of the scored loss that the default rule reads (bold, the
+        main line; :meth:`zero_lag`), the raw scored loss (thin), the EMA that the sweep's
+        divergence check reads (faint, dashed), the other repeats (faint), the default
+        suggestion (vertical line) with its uncertainty band (shaded), the one-cycle base
+        (dotted) and, when recorded, the validation metric on a second axis. ``target`` is an
+        existing matplotlib ``Axes``, a file path (written with the Agg backend, no window
+        opens), or ``None`` for a new pyplot figure.
         """
         from lrkit.plot import new_axes, save_axes
 
@@ -183,24 +204,30 @@ class RangeTestResult:
             m = min(len(curve), len(lrs))
             ax.plot(lrs[:m], curve[:m], color="0.75", linewidth=0.6)
         ax.plot(lrs, raw, color="C0", alpha=0.35, linewidth=0.8, label=f"{label} (raw)")
-        ax.plot(lrs, self.smoothed, color="C0", linewidth=2.0, label=f"{label} (smoothed)")
-        centred = analyze_curve(lrs, raw)
-        if centred.smoothed.size:
-            keep = lrs > 0
+        ax.plot(
+            lrs,
+            self.smoothed,
+            color="0.4",
+            alpha=0.6,
+            linestyle="--",
+            linewidth=0.9,
+            label="EMA (divergence check)",
+        )
+        x_smooth, smooth = self.zero_lag()
+        if smooth.size:
             ax.plot(
-                lrs[keep][: centred.n],
-                centred.smoothed,
-                color="C4",
-                linestyle="--",
-                linewidth=1.2,
-                label="zero-lag smooth (used by the suggestion)",
+                x_smooth,
+                smooth,
+                color="C0",
+                linewidth=2.2,
+                label=f"{label} (smoothed; read by the suggestion)",
             )
         if self.val_losses is not None:
             ax.plot(lrs, self.losses, color="C2", alpha=0.35, linewidth=0.8, label="train loss")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel(label)
-        _set_ylim(ax, raw, self.smoothed)
+        _set_ylim(ax, raw, smooth)
         if self.suggestion is not None:
             if self.suggestion_low is not None and self.suggestion_high is not None:
                 ax.axvspan(self.suggestion_low, self.suggestion_high, color="C1", alpha=0.15)
