@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_append_is_durable_and_a_torn_last_line_is_ignored(tmp_path: Path) -> No
     with open(rd.trials_file, "a") as fh:
         fh.write('{"key": "c", "config": {}, "sta')  # a crash mid-write
     assert [r.key for r in rd.records()] == ["a", "b"]
-    assert rd.done() == {"a", "b"}
+    assert rd.done() == {"a"} and rd.failed() == {"b"}  # a failed trial is not done
     rd.append(TrialRecord("c", {"v": 3}, "ok"))  # starts on a fresh line
     recs = {r.key: r for r in rd.records()}
     assert set(recs) == {"a", "b", "c"}
@@ -98,6 +99,108 @@ def test_restarted_sweep_redoes_nothing_that_finished(tmp_path: Path) -> None:
     assert calls == ["x=5"]
     assert recs[0].seconds == first.seconds
     assert len(rd.trials_file.read_text().splitlines()) == 2
+
+
+def _fails_while_flagged(config: Any) -> dict[str, Any]:
+    if Path(config["flag"]).exists():
+        raise RuntimeError("the flag file is there")
+    return {"y": config["x"]}
+
+
+def test_failed_trials_run_again_and_their_new_record_wins(tmp_path: Path) -> None:
+    flag = tmp_path / "broken"
+    flag.touch()
+    rd = RunDir(tmp_path / "run", {"grid": "flag"})
+    trials = [
+        Trial(f"x={x}", {"x": x, "flag": str(flag if x else tmp_path / "absent")}) for x in (0, 1)
+    ]
+    first = run_trials(trials, _fails_while_flagged, rd, workers=1)
+    assert [r.status for r in first] == ["ok", "failed"]
+    assert rd.done() == {"x=0"} and rd.failed() == {"x=1"}
+    flag.unlink()  # the cause is fixed
+    ran: list[str] = []
+    again = run_trials(
+        trials, _fails_while_flagged, rd, workers=1, progress=lambda r, d, t: ran.append(r.key)
+    )
+    assert ran == ["x=1"]  # only the failed trial ran again
+    assert [r.status for r in again] == ["ok", "ok"] and again[1].result == {"y": 1}
+    assert again[0].seconds == first[0].seconds
+    assert rd.failed() == set()
+
+
+def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
+    rd = RunDir(tmp_path, {"grid": "squares"})
+    for bad in (0, -2, True):
+        with pytest.raises(ValueError, match="workers must be a whole number of processes >= 1"):
+            run_trials([Trial("a", {"x": 1})], _square, rd, workers=bad)  # type: ignore[arg-type]
+    assert not rd.trials_file.exists()
+
+
+def test_run_dir_grows_seeds_and_arms_but_refuses_other_changes(tmp_path: Path) -> None:
+    keys = ("seeds", "optimizers")
+    RunDir(tmp_path, {"steps": 30, "seeds": 1, "optimizers": ["sgd"]}, extendable=keys)
+    rd = RunDir(tmp_path, {"steps": 30, "seeds": 3, "optimizers": ["adam", "sgd"]}, extendable=keys)
+    assert rd.config == {"steps": 30, "seeds": 3, "optimizers": ["sgd", "adam"]}
+    fewer = RunDir(tmp_path, {"steps": 30, "seeds": 2, "optimizers": ["sgd"]}, extendable=keys)
+    assert fewer.config == rd.config  # what the folder holds is still described
+    before = (tmp_path / "config.json").read_bytes()
+    with pytest.raises(ValueError, match=r"another configuration \(differs in: steps\)"):
+        RunDir(tmp_path, {"steps": 40, "seeds": 3, "optimizers": ["sgd"]}, extendable=keys)
+    assert (tmp_path / "config.json").read_bytes() == before
+
+
+def test_corrupt_config_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"recipe": ')
+    for make in (lambda: RunDir(tmp_path), lambda: RunDir(tmp_path, {"recipe": "x"})):
+        with pytest.raises(
+            ValueError, match=re.escape(str(tmp_path / "config.json")) + " is corrupt"
+        ):
+            make()
+
+
+def test_lock_names_its_holder_and_a_dead_holder_never_blocks(tmp_path: Path) -> None:
+    from lrkit._files import FolderInUse
+    from lrkit.experiments.store import locked
+
+    held = (
+        "import sys, time\n"
+        "from lrkit.experiments.store import locked\n"
+        "with locked(sys.argv[1]):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", held, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+        with (
+            pytest.raises(
+                FolderInUse, match=rf"in use by another lrkit process \(pid {proc.pid} on"
+            ),
+            locked(tmp_path),
+        ):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+    assert str(proc.pid) in (tmp_path / ".lock").read_text()  # left behind by the dead holder
+    with locked(tmp_path), locked(tmp_path):  # free again, and re-entrant in one process
+        assert str(os.getpid()) in (tmp_path / ".lock").read_text()
+
+
+def test_corrupt_range_test_cache_is_run_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lrkit.experiments import find_lr
+
+    cache = tmp_path / "rt.json"
+    cache.write_text('{"lrs": [1e-7, ')  # cut short
+    with caplog.at_level("WARNING"):
+        result = find_lr("wine-mlp", steps=12, cache=cache)
+    assert f"range-test cache {cache} is corrupt" in caplog.text
+    assert len(result.lrs) > 0
+    assert json.loads(cache.read_text())["lrs"] == pytest.approx(list(result.lrs))
 
 
 def test_duplicate_trial_keys_are_refused(tmp_path: Path) -> None:
@@ -153,8 +256,7 @@ def test_lr_encoding_round_trips() -> None:
 
 def _context(tmp_path: Path, peak: float = 0.2) -> Context:
     t = get_task("digits-cnn")
-    rd = RunDir(tmp_path, {"test": True})
-    return Context(t, 2, 5 * t.steps_per_epoch(), rd, peak, t.steps_per_epoch(), t.name)
+    return Context(t, 2, 5 * t.steps_per_epoch(), tmp_path, peak, t.steps_per_epoch(), t.name)
 
 
 def test_every_recipe_is_documented_and_builds_two_seeds_per_arm(tmp_path: Path) -> None:

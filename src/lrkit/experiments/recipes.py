@@ -13,21 +13,24 @@ from typing import Any
 import numpy as np
 
 from .. import schedules as S
+from .._files import check_writable_dir
 from ..finder import RangeTestResult
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
 from ..schedules import Hyper, Schedule
 from ..tasks import Task, get_task
 from ..train.history import History
-from .store import RunDir, TrialRecord
+from ..train.optimizers import OPTIMIZERS
+from .store import RunDir, TrialRecord, check_config, locked
 from .summary import Arm, group_arms, mean_std
-from .sweep import ProgressFn, Trial, run_trials
-from .trial import encode_lr, find_lr, run_trial, task_lr
+from .sweep import ProgressFn, Trial, check_workers, run_trials
+from .trial import check_values, decode_lr, encode_lr, find_lr, run_trial, task_lr
 
 __all__ = [
     "RECIPES",
     "Context",
     "Recipe",
     "RecipeRun",
+    "RunInterrupted",
     "compare",
     "get_recipe",
     "run_demo",
@@ -51,7 +54,7 @@ class Context:
     task: Task
     seeds: int
     steps: int
-    run_dir: RunDir
+    folder: Path
     peak: float | None = None
     steps_per_epoch: int = 1
     spec: str = ""
@@ -63,10 +66,14 @@ class Context:
         return max(1, self.steps_per_epoch // 2)
 
     def range_test(self, optimizer: str, batch_size: int | None = None) -> RangeTestResult:
-        """The task's range test for ``optimizer`` (cached in the run directory)."""
+        """The task's range test for ``optimizer`` (cached in the run directory). A test stopped
+        by Ctrl-C stops the recipe (``KeyboardInterrupt``) instead of giving bounds."""
         bs = batch_size or self.task.batch_size
-        cache = self.run_dir.path / "range_tests" / f"{optimizer}-batch{bs}.json"
-        return find_lr(self.task, optimizer, batch_size=bs, cache=cache)
+        cache = self.folder / "range_tests" / f"{optimizer}-batch{bs}.json"
+        result = find_lr(self.task, optimizer, batch_size=bs, cache=cache)
+        if result.stop_reason == "interrupted":
+            raise KeyboardInterrupt
+        return result
 
     def bounds(
         self, optimizer: str, kind: str = "one_cycle", batch_size: int | None = None
@@ -407,13 +414,50 @@ def get_recipe(name: str) -> Recipe:
 
 @dataclass
 class RecipeRun:
-    """What a finished recipe produced."""
+    """What a finished recipe produced. ``rerun`` names the trials that had failed in an
+    earlier run of the same folder and ran again; ``failed`` those that failed this time."""
 
     recipe: str
     run_dir: Path
     records: list[TrialRecord]
     arms: list[Arm]
     findings: list[str]
+    rerun: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[TrialRecord]:
+        """Records of the trials that failed."""
+        return [r for r in self.records if r.status == "failed"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a recipe; what finished is stored in ``run_dir`` (``done`` of ``total``
+    trials; ``total`` is ``None`` when the trials were not built yet, as during a range test),
+    and the same call resumes it."""
+
+    def __init__(self, run_dir: Path, done: int, total: int | None) -> None:
+        stored = "before the trials started" if total is None else f"{done} of {total} trials"
+        super().__init__(f"interrupted {stored}; results are kept in {run_dir}")
+        self.run_dir = run_dir
+        self.done = done
+        self.total = total
+
+
+EXTENDABLE = ("seeds", "optimizers", "schedules")
+"""Configuration keys that may grow between runs of one folder: the finished trials are reused
+and only the new ones run."""
+
+
+def _check_number(name: str, value: float | None, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _execute(
@@ -429,15 +473,17 @@ def _execute(
     log: Callable[[str], None] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> RecipeRun:
-    t = get_task(task)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+        raise ValueError(f"seeds must be a whole number >= 1, got {seeds!r}")
+    _check_number("epochs", epochs, optional=True)
+    _check_number("peak", peak, optional=True)
+    check_workers(workers)
+    t = get_task(task)
     spe = t.steps_per_epoch()
     ep = t.epochs if epochs is None else float(epochs)
-    if ep <= 0:
-        raise ValueError(f"epochs must be > 0, got {epochs}")
     steps = max(10, round(ep * spe))
     folder = Path(out) if out is not None else Path("runs") / f"{recipe.name}-{_slug(t.name)}"
+    check_writable_dir(folder)
     config = {
         "recipe": recipe.name,
         "title": f"{recipe.name} on {t.name}",
@@ -451,16 +497,39 @@ def _execute(
         "target": t.target,
         **(extra or {}),
     }
-    rd = RunDir(folder, config)
-    ctx = Context(t, seeds, steps, rd, peak, spe, task)
-    trials = recipe.build(ctx)
-    if log is not None:
-        for line in ctx.notes:
-            log(line)
-    records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
+    with locked(folder):
+        check_config(folder, config, extendable=EXTENDABLE)
+        ctx = Context(t, seeds, steps, folder, peak, spe, task)
+        try:
+            trials = recipe.build(ctx)
+        except KeyboardInterrupt:
+            raise RunInterrupted(folder, 0, None) from None
+        for trial in trials:
+            n = int(trial.config["steps"])
+            check_values(decode_lr(trial.config["lr"]), n, f"trial {trial.key}: lr")
+            if isinstance(trial.config.get("momentum"), dict):
+                check_values(
+                    S.from_dict(trial.config["momentum"]), n, f"trial {trial.key}: momentum"
+                )
+        rd = RunDir(folder, config, extendable=EXTENDABLE)
+        keys = {tr.key for tr in trials}
+        rerun = sorted(rd.failed() & keys)
+        if log is not None:
+            for line in ctx.notes:
+                log(line)
+            if rerun:
+                log(
+                    f"running again {len(rerun)} trial(s) that failed in an earlier run: "
+                    + ", ".join(rerun)
+                )
+        try:
+            records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
+        except KeyboardInterrupt:
+            done = len(rd.done() & keys)
+            raise RunInterrupted(rd.path, done, len(trials)) from None
     arms = group_arms(records)
     findings = ctx.notes + recipe.findings(ctx, arms)
-    return RecipeRun(recipe.name, rd.path, records, arms, findings)
+    return RecipeRun(recipe.name, rd.path, records, arms, findings, rerun)
 
 
 def run_recipe(
@@ -514,9 +583,8 @@ def compare(
     ``triangular2``, ``cosine``, ``warmup-cosine``, ``step`` (x0.1 at 50% and 75%). Peaks come
     from a range test per optimizer (or ``peak``).
     """
-    for name in schedules:
-        if name not in SCHEDULE_NAMES:
-            raise ValueError(f"unknown schedule {name!r}; known: {', '.join(SCHEDULE_NAMES)}")
+    _check_names("optimizers", optimizers, tuple(OPTIMIZERS))
+    _check_names("schedules", schedules, SCHEDULE_NAMES)
 
     def build(ctx: Context) -> list[Trial]:
         trials: list[Trial] = []
@@ -556,6 +624,19 @@ SCHEDULE_NAMES = (
     "warmup-cosine",
     "step",
 )
+
+
+def _check_names(what: str, names: Sequence[str], known: Sequence[str]) -> None:
+    if isinstance(names, str):
+        raise TypeError(f"{what} must be a list of names, not the string {names!r}")
+    if not names:
+        raise ValueError(f"{what} is empty; give one or more of: {', '.join(known)}")
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown {what[:-1]} {name!r}; known: {', '.join(known)}")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise ValueError(f"{what} lists {', '.join(twice)} more than once")
 
 
 def _named_schedule(ctx: Context, opt: str, name: str) -> tuple[float | Schedule | Hyper, int]:

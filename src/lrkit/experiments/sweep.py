@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -13,9 +14,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from .store import RunDir, TrialRecord
+from .store import RunDir, TrialRecord, locked
 
-__all__ = ["Trial", "default_workers", "run_trials"]
+__all__ = ["Trial", "check_workers", "default_workers", "run_trials"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,18 @@ def _call(fn: TrialFn, config: Mapping[str, Any], threads: int | None) -> Outcom
     return status, result, None, time.perf_counter() - t0
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; the parent alone decides what happens, and
+    # stops the workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    for proc in list(pool._processes.values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 MAX_CRASHES = 2
 """A trial that takes a worker process down this many times is stored as failed."""
 
@@ -62,7 +75,7 @@ def _run_pool(
     queue = list(todo)
     ctx = mp.get_context("spawn")
     while queue:
-        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_ignore_sigint) as pool:
             pending: dict[Future[Outcome], Trial] = {}
             broken = False
             try:
@@ -98,6 +111,7 @@ def _run_pool(
             except BaseException:
                 for fut in pending:
                     fut.cancel()
+                _stop_workers(pool)
                 raise
 
 
@@ -109,12 +123,16 @@ def run_trials(
     workers: int | None = None,
     progress: ProgressFn | None = None,
 ) -> list[TrialRecord]:
-    """Run every trial not yet stored in ``run_dir`` and return all records, in trial order.
+    """Run every trial not yet done in ``run_dir`` and return all records, in trial order.
 
     ``fn(config) -> dict`` must be a module-level function (it is pickled to the workers). A trial
     whose result has ``diverged: True`` is stored as diverged; one that raises is stored as failed
     with its traceback, and the sweep goes on. Restarting with the same trials redoes nothing that
-    finished. ``workers=1`` runs in this process (useful for debugging).
+    finished ok or diverged, and runs the failed trials again (their new record replaces the
+    old). ``workers=1`` runs in this process (useful for debugging). While it runs, the run
+    directory is locked: a second process sweeping it gets ``ValueError`` naming this one.
+
+    Ctrl-C (``KeyboardInterrupt``) stops the workers and propagates; what finished is stored.
 
     When a worker process dies (killed, out of memory, a crash in native code), the pool is
     rebuilt and the trials it was running are queued again; a trial that takes a worker down
@@ -124,6 +142,30 @@ def run_trials(
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise ValueError("trial keys must be unique within a sweep")
+    check_workers(workers)
+    with locked(run_dir.path):
+        return _run_trials(trials, fn, run_dir, workers, progress)
+
+
+def check_workers(workers: int | None) -> None:
+    """``ValueError`` unless ``workers`` is ``None`` (one per core) or a whole number >= 1."""
+    if workers is None:
+        return
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"workers must be a whole number of processes >= 1 (or left out for one per core), "
+            f"got {workers!r}"
+        )
+
+
+def _run_trials(
+    trials: Sequence[Trial],
+    fn: TrialFn,
+    run_dir: RunDir,
+    workers: int | None,
+    progress: ProgressFn | None,
+) -> list[TrialRecord]:
+    keys = [t.key for t in trials]
     done = run_dir.done()
     todo = [t for t in trials if t.key not in done]
     total, finished = len(trials), len(trials) - len(todo)

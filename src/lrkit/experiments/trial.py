@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from .._threads import torch_threads
@@ -19,6 +21,7 @@ from ..train.optimizers import build_optimizer, default_lr
 
 __all__ = [
     "HyperName",
+    "check_values",
     "decode_lr",
     "encode_lr",
     "find_lr",
@@ -46,6 +49,32 @@ def decode_lr(value: Any) -> float | Schedule | Hyper:
     return float(value)
 
 
+log = logging.getLogger(__name__)
+
+
+def check_values(value: float | Schedule | Hyper, steps: int, what: str = "lr") -> None:
+    """Raise ``ValueError`` if ``value`` (a number, a schedule, or each schedule of a
+    :class:`~lrkit.schedules.Hyper`) is NaN, infinite or negative at any of the steps
+    ``0 .. steps - 1``; the message names ``what``, the first bad step and its value."""
+    if isinstance(value, Hyper):
+        check_values(value.lr, steps, what)
+        if value.momentum is not None:
+            check_values(value.momentum, steps, f"{what} momentum")
+        return
+    if isinstance(value, Schedule):
+        values = np.asarray(value(np.arange(max(1, steps))), dtype=np.float64)
+    else:
+        values = np.asarray([value], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        i = int(bad[0])
+        where = f" at step {i}" if isinstance(value, Schedule) else ""
+        raise ValueError(
+            f"{what} {value!r} gives {values[i]:g}{where}; a learning rate, momentum or weight "
+            "decay must be a finite number >= 0 at every step: check the schedule's values"
+        )
+
+
 def task_lr(task: Task, optimizer: str) -> float:
     """The no-finder learning rate: the task's default for its own optimizer, else the
     optimizer's usual default."""
@@ -63,6 +92,8 @@ def run_trial(config: Mapping[str, Any]) -> dict[str, Any]:
     momentum = config.get("momentum")
     if isinstance(momentum, Mapping):
         momentum = from_dict(momentum)
+        if not isinstance(momentum, Schedule):
+            raise ValueError(f"momentum must be a number or a schedule, got {momentum!r}")
     history = fit(
         str(config["task"]),
         optimizer=str(config["optimizer"]),
@@ -96,17 +127,27 @@ def find_lr(
     """Run the LR range test on a task's model (seeded) with a named optimizer.
 
     With ``cache`` (a JSON path) an earlier result stored there is reused, and a new one is
-    written there, so an interrupted experiment does not repeat its range test.
+    written there, so an interrupted experiment does not repeat its range test. A cache file
+    that cannot be read back (corrupt, cut short) is logged and replaced by a fresh test; a test
+    interrupted by Ctrl-C (``stop_reason == "interrupted"``) is returned but never cached.
     """
     t = get_task(task) if isinstance(task, str) else task
     opt_name = optimizer or t.optimizer
     if cache is not None and Path(cache).exists():
-        return RangeTestResult.from_json(cache)
+        try:
+            return RangeTestResult.from_json(cache)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            log.warning(
+                "range-test cache %s is corrupt (%s: %s); running the range test again",
+                cache,
+                type(err).__name__,
+                err,
+            )
     with torch_threads(1):  # small built-in models: one thread is fastest
         result = _range_test_task(
             t, opt_name, seed, batch_size, steps, repeats, weight_decay, start_lr, end_lr, progress
         )
-    if cache is not None:
+    if cache is not None and result.stop_reason != "interrupted":
         result.to_json(cache)
     return result
 

@@ -19,6 +19,7 @@ from ._base import (
     _callable_name,
     check_finite,
     check_length,
+    check_non_negative,
     check_positive,
     register,
     setattr_frozen,
@@ -45,7 +46,8 @@ def _progress(t: FloatArray, steps: int) -> FloatArray:
 @register
 @dataclass(frozen=True, repr=False)
 class constant(Schedule):
-    """A constant value: ``v(t) = value``.
+    """A constant value: ``v(t) = value``, with ``value >= 0`` (a learning rate, momentum or
+    weight decay is never negative).
 
     ``steps`` gives it a length (for use inside :func:`~lrkit.schedules.sequence`); by default it
     never ends. PyTorch equivalent: no scheduler (or ``ConstantLR`` with factor 1).
@@ -56,7 +58,7 @@ class constant(Schedule):
     steps: int | None = None
 
     def __post_init__(self) -> None:
-        setattr_frozen(self, "value", check_finite("value", self.value))
+        setattr_frozen(self, "value", check_non_negative("constant value", self.value))
         setattr_frozen(self, "steps", check_length("steps", self.steps, allow_none=True))
 
     def _values(self, t: FloatArray) -> FloatArray:
