@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,17 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._files import atomic_write_text
 from ..plot import new_figure
 from .store import RunDir
-from .summary import Arm, fmt_pair, group_arms
+from .summary import Arm, fmt_values, group_arms
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["write_report"]
+__all__ = ["read_findings", "task_target", "write_findings", "write_report"]
 
 RANGE_TESTS = "range_tests"
+FINDINGS = "findings.json"
+"""The findings of a recipe (the lines the console prints, verdict last), in its run folder."""
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
@@ -32,6 +36,7 @@ h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}
+li.verdict{font-weight:600}
 figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
 img{max-width:100%}.meta{color:#555;font-size:.9em}.err{color:#a00;font-family:monospace;
 font-size:.85em;white-space:pre-wrap}
@@ -155,23 +160,60 @@ def _range_test_figures(folder: Path) -> list[str]:
     return out
 
 
-def _summary_table(arms: list[Arm], metric_name: str) -> str:
+def task_target(metric_name: str, target: object) -> str:
+    """The task's target in words, as the summary table's step and second columns name it:
+    ``accuracy ≥ 0.9 (task target)``."""
+    if isinstance(target, int | float) and not isinstance(target, bool):
+        return f"{metric_name} ≥ {target:g} (task target)"
+    return "the task's target"
+
+
+def _summary_table(arms: list[Arm], metric_name: str, target: object) -> str:
+    goal = html.escape(task_target(metric_name, target))
     head = (
         "<tr><th>arm</th><th>trials</th><th>final "
-        f"{html.escape(metric_name)} (mean ± std)</th><th>steps to target</th>"
-        "<th>reached</th><th>seconds to target</th><th>train seconds</th></tr>"
+        f"{html.escape(metric_name)} (mean ± std)</th><th>steps to {goal}</th>"
+        f"<th>seeds that reached it</th><th>seconds to {goal}</th><th>train seconds</th></tr>"
     )
     rows = []
     for arm in arms:
         r = arm.summary_row()
         status = ", ".join(f"{k} {v}" for k, v in sorted(r["statuses"].items()))
+        steps = [s for s in arm.steps_to_target() if math.isfinite(s)]
+        secs = [s for s in arm.seconds_to_target() if math.isfinite(s)]
         rows.append(
             f"<tr><td>{html.escape(arm.label)}</td><td>{html.escape(status)}</td>"
-            f"<td>{fmt_pair(r['final_metric'])}</td><td>{fmt_pair(r['steps_to_target'], 5)}</td>"
-            f"<td>{r['reached_target']}</td><td>{fmt_pair(r['seconds_to_target'], 3)}</td>"
-            f"<td>{fmt_pair(r['train_seconds'], 3)}</td></tr>"
+            f"<td>{fmt_values(arm.final_metrics())}</td><td>{fmt_values(steps, 5)}</td>"
+            f"<td>{r['reached_target']}</td><td>{fmt_values(secs, 3)}</td>"
+            f"<td>{fmt_values(arm.train_seconds(), 3)}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def write_findings(run_dir: str | os.PathLike[str], findings: Sequence[str]) -> Path:
+    """Store a recipe's findings (the lines the console prints, verdict last) in its run folder
+    for :func:`write_report`; returns the file's path."""
+    path = Path(run_dir) / FINDINGS
+    atomic_write_text(path, json.dumps([str(x) for x in findings], indent=1) + "\n")
+    return path
+
+
+def read_findings(run_dir: str | os.PathLike[str]) -> list[str]:
+    """The findings stored by :func:`write_findings` (empty when there are none)."""
+    path = Path(run_dir) / FINDINGS
+    if not path.exists():
+        return []
+    return [str(x) for x in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def _findings(lines: Sequence[str]) -> str:
+    items = [
+        f"<li class='verdict'>{html.escape(x)}</li>"
+        if x.startswith("verdict:")
+        else f"<li>{html.escape(x)}</li>"
+        for x in lines
+    ]
+    return f"<h2>Findings</h2><ul>{''.join(items)}</ul>"
 
 
 def _failures(arms: list[Arm]) -> str:
@@ -192,14 +234,19 @@ def _failures(arms: list[Arm]) -> str:
 
 
 def write_report(
-    run_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None
+    run_dir: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
+    findings: Sequence[str] | None = None,
 ) -> Path:
     """Write ``report.html`` (or ``path``) for a run directory and return its path.
 
-    The page holds the schedules (LR and momentum), training loss, validation loss and metric
-    curves as mean ± std bands across seeds, any LR range tests with their suggestions, and a
-    summary table (final metric, steps and seconds to target, mean ± std over seeds). Everything
-    is embedded: the file can be mailed or archived on its own.
+    The page holds the claim tested, a summary table (final metric, steps and seconds to the
+    task's target, named in the headers; mean ± std over seeds, or the value and ``n=1`` for one
+    seed), the findings the console printed with the verdict on the claim (``findings``, by
+    default those stored in the run folder by :func:`write_findings`), any LR range tests with
+    their suggestions, the schedules (LR and momentum), and training loss, validation loss and
+    metric curves as mean ± std bands across seeds. Everything is embedded: the file can be
+    mailed or archived on its own.
     """
     rd = RunDir(run_dir)
     records = list(rd.records())
@@ -225,11 +272,10 @@ def write_report(
         if cfg.get(key):
             parts.append(f"<p><b>{label}:</b> {html.escape(str(cfg[key]))}</p>")
     parts.append("<h2>Summary</h2>")
-    parts.append(_summary_table(arms, metric_name))
-    if cfg.get("findings"):
-        parts.append(
-            "<ul>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in cfg["findings"]) + "</ul>"
-        )
+    parts.append(_summary_table(arms, metric_name, cfg.get("target")))
+    lines = list(findings) if findings is not None else read_findings(rd.path)
+    if lines:
+        parts.append(_findings(lines))
     rt = _range_test_figures(rd.path)
     if rt:
         parts.append("<h2>LR range tests</h2>")
@@ -265,10 +311,12 @@ def summary_rows(arms: list[Arm]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "arm": a.label,
-                "final": fmt_pair(r["final_metric"]),
-                "steps_to_target": fmt_pair(r["steps_to_target"], 5),
+                "final": fmt_values(a.final_metrics()),
+                "steps_to_target": fmt_values(
+                    [s for s in a.steps_to_target() if math.isfinite(s)], 5
+                ),
                 "reached": r["reached_target"],
-                "seconds": fmt_pair(r["train_seconds"], 3),
+                "seconds": fmt_values(a.train_seconds(), 3),
             }
         )
     return rows

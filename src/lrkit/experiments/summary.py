@@ -1,4 +1,10 @@
-"""Group finished trials by arm (configuration without the seed) and summarise across seeds."""
+"""Group finished trials by arm (configuration without the seed), summarise across seeds, and
+say in words what the arms show and whether a recipe's claim held.
+
+The words follow three rules: a spread is shown only when there are two or more seeds (one
+seed shows its value and ``n=1``); a ratio of steps reads "fewer" or "more" as it is (``×1.27
+more steps``, never ``×0.79 fewer``); and every target is named where it is used (the task's
+target in the summary table, the baseline's final metric in the findings)."""
 
 from __future__ import annotations
 
@@ -13,7 +19,17 @@ import numpy as np
 from ..train.history import History
 from .store import TrialRecord
 
-__all__ = ["Arm", "fmt_pair", "group_arms", "mean_std"]
+__all__ = [
+    "Arm",
+    "fmt_pair",
+    "fmt_values",
+    "group_arms",
+    "mean_std",
+    "ranking_findings",
+    "speedup_findings",
+    "steps_ratio",
+    "steps_to",
+]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -26,11 +42,50 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(xs)), float(np.std(xs, ddof=1))
 
 
-def fmt_pair(pair: tuple[float, float], digits: int = 4) -> str:
+def fmt_pair(pair: tuple[float, float], digits: int = 4, n: int | None = None) -> str:
     """``mean ± std`` from :func:`mean_std` output with ``digits`` significant figures, or ``–``
-    when there was no value."""
+    when there was no value. With ``n=1`` (one seed) there is no spread to show: the value and
+    ``(n=1)``."""
     m, s = pair
-    return "–" if math.isnan(m) else f"{m:.{digits}g} ± {s:.2g}"
+    if math.isnan(m):
+        return "–"
+    if n == 1:
+        return f"{m:.{digits}g} (n=1)"
+    return f"{m:.{digits}g} ± {s:.2g}"
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def fmt_values(values: Sequence[float], digits: int = 4) -> str:
+    """The finite ``values`` as ``mean ± std`` (two or more), ``value (n=1)`` (one) or ``–``
+    (none)."""
+    return fmt_pair(mean_std(values), digits, n=len(_finite(values)))
+
+
+def steps_to(history: History, threshold: float) -> int | None:
+    """Optimizer steps at the first evaluation whose metric reaches ``threshold``."""
+    for step, m in zip(history.eval_step, history.metric, strict=False):
+        if math.isfinite(m) and m >= threshold:
+            return int(step)
+    return None
+
+
+def steps_ratio(steps: float, baseline_steps: float, baseline: str) -> str:
+    """How ``steps`` compare with ``baseline_steps``, in words that read the right way round:
+    ``×2.5 fewer steps than constant`` or ``×1.27 more steps than constant``."""
+    if (
+        not (math.isfinite(steps) and math.isfinite(baseline_steps))
+        or min(steps, baseline_steps) <= 0
+    ):
+        return f"no step count to compare with {baseline}"
+    ratio = baseline_steps / steps
+    if round(ratio, 2) == 1.0:
+        return f"as many steps as {baseline}"
+    if ratio > 1.0:
+        return f"×{ratio:.2f} fewer steps than {baseline}"
+    return f"×{1.0 / ratio:.2f} more steps than {baseline}"
 
 
 @dataclass(frozen=True)
@@ -103,3 +158,131 @@ def group_arms(records: Iterable[TrialRecord]) -> list[Arm]:
         label = str(r.config.get("arm") or r.key.rsplit("/seed=", 1)[0])
         by_label.setdefault(label, []).append(r)
     return [Arm(label, tuple(recs)) for label, recs in by_label.items()]
+
+
+def _seeds(n: int) -> str:
+    return "one seed" if n == 1 else f"mean of {n} seeds"
+
+
+def speedup_findings(
+    arms: Sequence[Arm], baseline: str, metric: str, claimant: str | None = None
+) -> list[str]:
+    """Steps each arm needs to reach the baseline's final metric, and the verdict.
+
+    The target is the ``baseline`` arm's mean final ``metric`` (named in the first line; it is
+    not the task's target of the summary table). Each arm gets its mean steps to the target over
+    the seeds that reached it and how that compares with the baseline (:func:`steps_ratio`).
+    The last line says whether the claim held: ``claimant`` (default: every arm but the
+    baseline) reached the target on every seed in fewer steps than the baseline. Empty when the
+    baseline has no finite final metric.
+    """
+    base = next((a for a in arms if a.label == baseline), None)
+    if base is None or not base.histories:
+        return []
+    finals = _finite(base.final_metrics())
+    if not finals:
+        return []
+    target = float(np.mean(finals))
+    goal = f"{baseline}'s final {metric} ({target:.4g})"
+    lines = [
+        f"target for the steps below: {baseline}'s final {metric}, {target:.4g} "
+        f"({_seeds(len(finals))}); the summary table counts steps to the task's target instead"
+    ]
+    times: dict[str, tuple[float, int, int]] = {}
+    for arm in arms:
+        hs = arm.histories
+        if not hs:
+            continue
+        reached = [s for s in (steps_to(h, target) for h in hs) if s is not None]
+        times[arm.label] = (float(np.mean(reached)) if reached else math.nan, len(reached), len(hs))
+    base_steps = times[baseline][0]
+    for label, (mean, k, n) in times.items():
+        if k == 0:
+            lines.append(f"{label}: never reached {goal} ({n} seeds)")
+            continue
+        text = f"{label}: reached {goal} after {mean:.0f} steps ({k}/{n} seeds)"
+        if label != baseline:
+            text += f", {steps_ratio(mean, base_steps, baseline)}"
+        lines.append(text)
+    named = [claimant] if claimant is not None else [x for x in times if x != baseline]
+    for label in named:
+        mean, k, n = times.get(label, (math.nan, 0, 0))
+        if n == 0:
+            lines.append(f"verdict: not judged: {label} has no finished trials")
+        elif k < n:
+            lines.append(
+                f"verdict: the claim did not hold: {label} reached {goal} on {k} of {n} seeds"
+            )
+        elif math.isfinite(base_steps) and mean < base_steps:
+            lines.append(
+                f"verdict: the claim held: {label} reached {goal} on every seed, "
+                f"{steps_ratio(mean, base_steps, baseline)}"
+            )
+        else:
+            lines.append(
+                f"verdict: the claim did not hold: {label} needed "
+                f"{steps_ratio(mean, base_steps, baseline)}"
+            )
+    return lines
+
+
+def ranking_findings(
+    arms: Sequence[Arm],
+    metric: str,
+    *,
+    claimant: Sequence[str] = (),
+    rivals: Sequence[str] = (),
+    share: float = 1.0,
+) -> list[str]:
+    """The arms ranked by mean final ``metric`` (one seed shows its value and ``n=1``), and the
+    verdict.
+
+    With ``claimant``, the claim held when each claimant's mean final metric is at least that
+    of ``share`` of the ``rivals`` (``share=1``: better than all of them; ``0.5``: competitive,
+    at least as good as half). Without, the claim is that the arms differ: it held when the
+    best and worst means differ by more than twice the largest standard deviation over seeds
+    (not judged with one seed).
+    """
+    means = {a.label: mean_std(a.final_metrics()) for a in arms if a.histories}
+    counts = {a.label: len(_finite(a.final_metrics())) for a in arms if a.histories}
+    ranked = sorted(means, key=lambda k: -means[k][0] if math.isfinite(means[k][0]) else math.inf)
+    lines = [
+        f"{i + 1}. {label}: final {metric} {fmt_pair(means[label], 4, n=counts[label])}"
+        for i, label in enumerate(ranked)
+    ]
+    finite = {k: v[0] for k, v in means.items() if math.isfinite(v[0])}
+    if claimant:
+        missing = [x for x in (*claimant, *rivals) if x not in finite]
+        if missing:
+            lines.append(f"verdict: not judged: no final {metric} for {', '.join(missing)}")
+            return lines
+        need = math.ceil(share * len(rivals) - 1e-9)
+        short = [c for c in claimant if sum(finite[c] >= finite[r] for r in rivals) < need]
+        whom = "all of" if share >= 1.0 else f"at least {need} of"
+        if short:
+            lines.append(
+                f"verdict: the claim did not hold: {', '.join(short)} ended below {whom} "
+                f"{', '.join(rivals)} in final {metric}"
+            )
+        else:
+            lines.append(
+                f"verdict: the claim held: {', '.join(claimant)} ended at or above {whom} "
+                f"{', '.join(rivals)} in final {metric}"
+            )
+        if min(counts[x] for x in (*claimant, *rivals)) < 2:
+            lines.append("(one seed per arm: no spread to tell a difference from noise)")
+        return lines
+    if len(finite) < 2:
+        return lines
+    if min(counts.values()) < 2:
+        lines.append("verdict: not judged: one seed per arm gives no spread to compare with")
+        return lines
+    gap = max(finite.values()) - min(finite.values())
+    noise = max(s for _, s in means.values() if math.isfinite(s))
+    held = gap > 2.0 * noise
+    lines.append(
+        f"verdict: the claim {'held' if held else 'did not hold'}: the best and worst final "
+        f"{metric} differ by {gap:.3g}, {'more' if held else 'not more'} than twice the largest "
+        f"spread over seeds ({noise:.2g})"
+    )
+    return lines
