@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import textwrap
 from pathlib import Path
 
@@ -242,9 +243,7 @@ def test_module_function_spec_tuple_form(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_bad_specs_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_module(tmp_path, monkeypatch, "lrkit_user_bad", USER_TASK)
-    with pytest.raises(
-        ValueError, match="ModuleNotFoundError: No module named 'lrkit_no_such_module'"
-    ):
+    with pytest.raises(ValueError, match="no module named 'lrkit_no_such_module' in the current"):
         get_task("lrkit_no_such_module:make_task")
     (tmp_path / "lrkit_user_raises.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ValueError, match="RuntimeError: boom"):
@@ -260,6 +259,34 @@ def test_bad_specs_say_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     (tmp_path / "broken_task_file.py").write_text("import lrkit_definitely_missing\n")
     with pytest.raises(ValueError, match="lrkit_definitely_missing"):
         get_task(str(tmp_path / "broken_task_file.py") + ":f")
+
+
+def test_module_in_the_current_folder_imports_as_python_m_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "lrkit_cwd_task.py").write_text(textwrap.dedent(USER_TASK))
+    monkeypatch.chdir(tmp_path)
+    here = {"", ".", str(tmp_path)}
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in here])
+    assert get_task("lrkit_cwd_task:make_task").name == "user"
+
+
+def test_a_missing_dependency_is_reported_as_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = "import os\nimport lrkit_absent_dependency\n\ndef make():\n    pass\n"
+    (tmp_path / "lrkit_needs_dep.py").write_text(src)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError) as info:
+        get_task("lrkit_needs_dep:make")
+    msg = str(info.value)
+    assert "module 'lrkit_needs_dep' was found but importing it failed" in msg
+    assert "ModuleNotFoundError: No module named 'lrkit_absent_dependency'" in msg
+    assert f"{tmp_path / 'lrkit_needs_dep.py'}:2" in msg  # where the import failed
+    assert "cannot import module" not in msg
+    (tmp_path / "lrkit_factory_raises.py").write_text("def make():\n    raise KeyError('x')\n")
+    with pytest.raises(ValueError, match=r"calling make\(\) failed: KeyError: 'x'"):
+        get_task("lrkit_factory_raises:make")
 
 
 def test_register_task(monkeypatch: pytest.MonkeyPatch) -> None:

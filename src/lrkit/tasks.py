@@ -46,8 +46,10 @@ import functools
 import importlib
 import importlib.util
 import math
+import os
 import random
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -626,7 +628,13 @@ def get_task(name_or_spec: str) -> Task:
         ) from None
     if not callable(factory):
         raise ValueError(f"task spec {name_or_spec!r}: {attr!r} is not callable")
-    return _as_task(name_or_spec, factory())
+    try:
+        made = factory()
+    except Exception as exc:
+        raise ValueError(
+            f"task spec {name_or_spec!r}: calling {attr}() failed: {_describe_error(exc)}"
+        ) from exc
+    return _as_task(name_or_spec, made)
 
 
 def _import(module_name: str, spec: str) -> object:
@@ -634,6 +642,7 @@ def _import(module_name: str, spec: str) -> object:
         path = Path(module_name)
         if not path.is_file():
             raise ValueError(f"task spec {spec!r}: file {module_name!r} does not exist")
+        _search_folder(path.resolve().parent)
         mod_name = f"_lrkit_task_{path.stem}"
         file_spec = importlib.util.spec_from_file_location(mod_name, path)
         if file_spec is None or file_spec.loader is None:
@@ -645,16 +654,53 @@ def _import(module_name: str, spec: str) -> object:
         except Exception as exc:
             del sys.modules[mod_name]
             raise ValueError(
-                f"task spec {spec!r}: loading {module_name!r} failed: {type(exc).__name__}: {exc}"
+                f"task spec {spec!r}: loading {module_name!r} failed: {_describe_error(exc)}"
             ) from exc
         return module
+    _search_folder(Path.cwd())
     try:
         return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ValueError(
+                f"task spec {spec!r}: no module named {missing!r} in the current folder "
+                f"({Path.cwd()}) or on sys.path; check the name, or give the file instead, "
+                f"e.g. 'path/to/{module_name.rsplit('.', 1)[-1]}.py:function'"
+            ) from None
+        raise ValueError(
+            f"task spec {spec!r}: module {module_name!r} was found but importing it failed: "
+            f"{_describe_error(exc)}"
+        ) from exc
     except Exception as exc:
         raise ValueError(
-            f"task spec {spec!r}: cannot import module {module_name!r} "
-            f"({type(exc).__name__}: {exc}); check the name and that it is on sys.path"
+            f"task spec {spec!r}: module {module_name!r} was found but importing it failed: "
+            f"{_describe_error(exc)}"
         ) from exc
+
+
+def _search_folder(folder: Path) -> None:
+    """Make ``folder`` importable, first on ``sys.path``, as ``python -m`` does for the current
+    folder and ``python file.py`` for the file's folder."""
+    here = str(folder)
+    if not any(os.path.abspath(p or ".") == here for p in sys.path):
+        sys.path.insert(0, here)
+
+
+def _describe_error(exc: BaseException) -> str:
+    """``Type: message (file:line)``, pointing at the deepest frame of the user's code."""
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({exc.filename}:{exc.lineno})"
+    else:
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if not f.filename.startswith("<frozen") and "importlib" not in f.filename
+        ]
+        if frames:
+            where = f" ({frames[-1].filename}:{frames[-1].lineno})"
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _as_task(name: str, obj: object) -> Task:
