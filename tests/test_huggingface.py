@@ -24,8 +24,9 @@ PEAK = 3e-3
 
 class _Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     def __init__(self) -> None:
+        # counting sequences from a random start: the next token is learnable
         g = torch.Generator().manual_seed(0)
-        self.ids = torch.randint(0, 32, (96, 8), generator=g)
+        self.ids = (torch.randint(0, 32, (96, 1), generator=g) + torch.arange(8)) % 32
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,3 +86,32 @@ def test_trainer_follows_the_schedule_and_resumes_exactly(tmp_path: Path) -> Non
     resumed, _ = _train(tmp_path / "full", resume=str(tmp_path / "full" / "checkpoint-4"))
     assert len(resumed) == 2 * (STEPS - 4)
     assert resumed == pytest.approx(expected[8:], rel=1e-12)
+
+
+def test_range_test_on_a_transformers_model_through_step_fn() -> None:
+    transformers.set_seed(0)
+    config = transformers.GPT2Config(
+        vocab_size=32, n_positions=8, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0
+    )
+    model = transformers.GPT2LMHeadModel(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(_Tokens(), batch_size=8, shuffle=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = lrkit.range_test(
+        model, opt, loader, step_fn=lambda m, batch: m(**batch).loss, steps=60, end_lr=1.0
+    )
+    assert len(result.lrs) >= 10
+    assert result.losses[0] == pytest.approx(float(torch.log(torch.tensor(32.0))), abs=0.3)
+    assert min(result.losses) < result.losses[0] - 0.5  # it learns before it diverges
+    assert result.suggestion is not None
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not opt.state
+
+
+def test_import_lrkit_imports_no_transformers() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lrkit; assert 'transformers' not in sys.modules, 'imported'"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
