@@ -118,11 +118,14 @@ def test_ranking_findings_verdicts(tmp_path: Path) -> None:
     )
     lines = ranking_findings(arms, "accuracy", claimant=("decrease-only",), rivals=("exp_range",))
     assert lines[-1].startswith("verdict: the claim did not hold: decrease-only ended below")
-    spread = ranking_findings(arms, "accuracy")
+    assert not any(x.startswith("verdict") for x in ranking_findings(arms, "accuracy"))
+    spread = ranking_findings(arms, "accuracy", differ=True)
     assert spread[-1].startswith("verdict: the claim held: the best and worst final accuracy")
     one = _arms(tmp_path / "one", {"a": [[0.9]], "b": [[0.8]]})
     assert ranking_findings(one, "accuracy")[0] == "1. a: final accuracy 0.9 (n=1)"
-    assert ranking_findings(one, "accuracy")[-1].startswith("verdict: not judged: one seed")
+    assert ranking_findings(one, "accuracy", differ=True)[-1].startswith(
+        "verdict: not judged: one seed"
+    )
 
 
 def test_report_with_one_seed_shows_no_zero_spread_and_names_the_target(tmp_path: Path) -> None:
@@ -157,3 +160,20 @@ def test_no_plus_minus_zero_from_one_seed_in_the_console_rows(tmp_path: Path, n:
     row = summary_rows(group_arms(rd.records()))[0]
     assert ("(n=1)" in row["final"]) == (n == 1)
     assert ("±" in row["final"]) == (n > 1)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_recipe_run_stores_its_findings_and_the_report_shows_the_verdict(
+    tmp_path: Path,
+) -> None:
+    from lrkit.experiments import run_recipe
+
+    run = run_recipe(
+        "clr-vs-fixed", "wine-mlp", seeds=1, epochs=1, peak=0.1, workers=1, out=tmp_path
+    )
+    assert run.findings[-1].startswith("verdict: the claim ")
+    assert read_findings(tmp_path) == run.findings
+    text = html.unescape(write_report(tmp_path).read_text())
+    for line in run.findings:
+        assert line in text
+    assert "Claim tested" in text

@@ -10,18 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import schedules as S
 from .._files import check_writable_dir
 from ..finder import RangeTestResult
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
 from ..schedules import Hyper, Schedule
 from ..tasks import Task, get_task
-from ..train.history import History
 from ..train.optimizers import OPTIMIZERS
+from .report import write_findings
 from .store import RunDir, TrialRecord, check_config, locked
-from .summary import Arm, group_arms, mean_std
+from .summary import Arm, group_arms, mean_std, ranking_findings, speedup_findings, steps_to
 from .sweep import ProgressFn, Trial, check_workers, run_trials
 from .trial import check_values, decode_lr, encode_lr, find_lr, run_trial, task_lr
 
@@ -37,14 +35,6 @@ __all__ = [
     "run_recipe",
     "steps_to",
 ]
-
-
-def steps_to(history: History, threshold: float) -> int | None:
-    """Optimizer steps at the first evaluation whose metric reaches ``threshold``."""
-    for step, m in zip(history.eval_step, history.metric, strict=False):
-        if math.isfinite(m) and m >= threshold:
-            return int(step)
-    return None
 
 
 @dataclass
@@ -156,48 +146,8 @@ class Recipe:
     findings: Findings
 
 
-def _time_to_target(arms: Sequence[Arm], target: float) -> dict[str, tuple[float, int, int]]:
-    """Per arm: mean steps to reach ``target`` over the seeds that did, reached, total."""
-    out = {}
-    for arm in arms:
-        hs = arm.histories
-        reached = [s for s in (steps_to(h, target) for h in hs) if s is not None]
-        mean = float(np.mean(reached)) if reached else math.nan
-        out[arm.label] = (mean, len(reached), len(hs))
-    return out
-
-
 def _final(arm: Arm) -> float:
     return mean_std(arm.final_metrics())[0]
-
-
-def _speedup_findings(arms: list[Arm], baseline: str, what: str) -> list[str]:
-    base = next((a for a in arms if a.label == baseline), None)
-    if base is None or not base.histories:
-        return []
-    target = _final(base)
-    if not math.isfinite(target):
-        return []
-    times = _time_to_target(arms, target)
-    base_steps = times[baseline][0]
-    lines = [f"target = {baseline}'s final {what}, {target:.4g} (mean over seeds)"]
-    for label, (mean, n_reached, n) in times.items():
-        if n_reached == 0:
-            lines.append(f"{label}: never reached it ({n} seeds)")
-            continue
-        speed = base_steps / mean if math.isfinite(base_steps) and mean > 0 else math.nan
-        extra = f", ×{speed:.2f} fewer steps than {baseline}" if label != baseline else ""
-        lines.append(f"{label}: {mean:.0f} steps ({n_reached}/{n} seeds reached it){extra}")
-    return lines
-
-
-def _final_findings(arms: list[Arm], what: str) -> list[str]:
-    ranked = sorted(arms, key=lambda a: -_final(a) if math.isfinite(_final(a)) else math.inf)
-    return [
-        f"{i + 1}. {a.label}: final {what} {mean_std(a.final_metrics())[0]:.4g} ± "
-        f"{mean_std(a.final_metrics())[1]:.2g}"
-        for i, a in enumerate(ranked)
-    ]
 
 
 # -- 1. clr-vs-fixed ------------------------------------------------------------------------------
@@ -314,7 +264,7 @@ DEMO = Recipe(
     "usual constant learning rate, without a grid search.",
     "Smith 2015 (arXiv 1506.01186); Smith & Topin 2017 (arXiv 1708.07120).",
     _demo,
-    lambda ctx, arms: _speedup_findings(arms, arms[0].label, ctx.task.metric_name),
+    lambda ctx, arms: speedup_findings(arms, arms[0].label, ctx.task.metric_name),
 )
 """What ``lrkit demo`` runs: one-cycle at the suggested peak against the constant LR."""
 
@@ -329,7 +279,9 @@ RECIPES: dict[str, Recipe] = {
             "Smith 2015, Cyclical Learning Rates for Training Neural Networks, arXiv 1506.01186 "
             "(CIFAR-10: fixed 81.4% at 70k iterations, triangular2 81.4% at 25k).",
             _clr_vs_fixed,
-            lambda ctx, arms: _speedup_findings(arms, "fixed", ctx.task.metric_name),
+            lambda ctx, arms: speedup_findings(
+                arms, "fixed", ctx.task.metric_name, claimant="triangular"
+            ),
         ),
         Recipe(
             "policies",
@@ -337,7 +289,12 @@ RECIPES: dict[str, Recipe] = {
             "so both the increase and the decrease matter.",
             "Smith 2015, Table 1 (decrease-only 78.5% vs triangular2 81.4% at 25k iterations).",
             _policies,
-            lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+            lambda ctx, arms: ranking_findings(
+                arms,
+                ctx.task.metric_name,
+                claimant=("triangular", "triangular2", "exp_range"),
+                rivals=("decrease-only",),
+            ),
         ),
         Recipe(
             "optimizers",
@@ -346,7 +303,9 @@ RECIPES: dict[str, Recipe] = {
             "Smith 2015, Table 3; the PyTorch comparison of adaptive optimizers vs CLR (SGD+CLR, "
             "Adam and Adadelta all near 83% over 3 runs).",
             _optimizers,
-            lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+            lambda ctx, arms: ranking_findings(
+                arms, ctx.task.metric_name, claimant=("sgd+clr",), rivals=ADAPTIVE, share=0.5
+            ),
         ),
         Recipe(
             "super-convergence",
@@ -355,7 +314,9 @@ RECIPES: dict[str, Recipe] = {
             "Smith & Topin 2017, Super-Convergence, arXiv 1708.07120 (ResNet-56 on CIFAR-10: "
             "92.4% after 10k iterations vs 91.2% after 80k); Smith 2018, arXiv 1803.09820.",
             _super_convergence,
-            lambda ctx, arms: _speedup_findings(arms, "constant", ctx.task.metric_name),
+            lambda ctx, arms: speedup_findings(
+                arms, "constant", ctx.task.metric_name, claimant="one-cycle"
+            ),
         ),
         Recipe(
             "weight-decay",
@@ -364,7 +325,7 @@ RECIPES: dict[str, Recipe] = {
             "Smith 2018, A disciplined approach to neural network hyper-parameters, arXiv "
             "1803.09820.",
             _weight_decay,
-            lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+            lambda ctx, arms: ranking_findings(arms, ctx.task.metric_name, differ=True),
         ),
         Recipe(
             "baseline-vs-clr",
@@ -529,6 +490,7 @@ def _execute(
             raise RunInterrupted(rd.path, done, len(trials)) from None
     arms = group_arms(records)
     findings = ctx.notes + recipe.findings(ctx, arms)
+    write_findings(rd.path, findings)
     return RecipeRun(recipe.name, rd.path, records, arms, findings, rerun)
 
 
@@ -599,7 +561,7 @@ def compare(
         "An ad-hoc grid of optimizers and schedules.",
         "",
         build,
-        lambda ctx, arms: _final_findings(arms, ctx.task.metric_name),
+        lambda ctx, arms: ranking_findings(arms, ctx.task.metric_name),
     )
     return _execute(
         recipe,

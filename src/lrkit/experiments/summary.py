@@ -233,15 +233,16 @@ def ranking_findings(
     claimant: Sequence[str] = (),
     rivals: Sequence[str] = (),
     share: float = 1.0,
+    differ: bool = False,
 ) -> list[str]:
     """The arms ranked by mean final ``metric`` (one seed shows its value and ``n=1``), and the
     verdict.
 
     With ``claimant``, the claim held when each claimant's mean final metric is at least that
     of ``share`` of the ``rivals`` (``share=1``: better than all of them; ``0.5``: competitive,
-    at least as good as half). Without, the claim is that the arms differ: it held when the
-    best and worst means differ by more than twice the largest standard deviation over seeds
-    (not judged with one seed).
+    at least as good as half). With ``differ``, the claim is that the arms differ: it held when
+    the best and worst means differ by more than twice the largest standard deviation over
+    seeds (not judged with one seed). With neither there is no claim and no verdict.
     """
     means = {a.label: mean_std(a.final_metrics()) for a in arms if a.histories}
     counts = {a.label: len(_finite(a.final_metrics())) for a in arms if a.histories}
@@ -272,7 +273,7 @@ def ranking_findings(
         if min(counts[x] for x in (*claimant, *rivals)) < 2:
             lines.append("(one seed per arm: no spread to tell a difference from noise)")
         return lines
-    if len(finite) < 2:
+    if not differ or len(finite) < 2:
         return lines
     if min(counts.values()) < 2:
         lines.append("verdict: not judged: one seed per arm gives no spread to compare with")
