@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[test,lightning,huggingface]"
+	$(PIP) -e ".[test,lightning,huggingface,keras]"
 	touch $(STAMP)
 
 demo: $(STAMP)
