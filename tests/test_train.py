@@ -30,7 +30,7 @@ from lrkit.train import (
     fit,
     load_checkpoint,
 )
-from lrkit.train.checkpoint import save_atomic
+from lrkit.engine import save_atomic
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -12,9 +12,9 @@ Typical use::
 The model, optimizer, GradScaler and global RNGs are exactly as before afterwards.
 """
 
+from lrkit.engine import RngState, TrainingSnapshot
 from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
-from lrkit.finder.range_test import lr_sequence, range_test
-from lrkit.finder.restore import RngState, TrainingSnapshot
+from lrkit.finder.range_test import lr_sequence, range_test, sweep_schedule
 from lrkit.finder.result import RangeTestResult, StopReason
 from lrkit.finder.smith import lr_bounds
 from lrkit.finder.suggest import (
@@ -51,6 +51,7 @@ __all__ = [
     "suggest_minimum",
     "suggest_steepest",
     "suggest_valley",
+    "sweep_schedule",
     "weight_decay_test",
     "zero_lag_smooth",
 ]

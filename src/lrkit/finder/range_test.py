@@ -5,7 +5,7 @@ record the loss at each step. The loss first stays flat (LR too small to make pr
 falls, then turns up or explodes (LR too large). The LR range where it falls is the usable range;
 :mod:`lrkit.finder.suggest` reads a learning rate off the curve.
 
-The test trains the model, so it first takes a :class:`~lrkit.finder.restore.TrainingSnapshot`
+The test trains the model, so it first takes a :class:`~lrkit.engine.TrainingSnapshot`
 and restores everything afterwards: parameters, buffers, gradients, optimizer state and
 hyperparameters, GradScaler, the global RNGs and the private generator a data loader shuffles with
 (``DataLoader(shuffle=True, generator=g)``) are exactly as before, whether the test completes,
@@ -23,20 +23,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrkit.driver import group_ratios, read_value, write_value
-from lrkit.finder.batches import (
+from lrkit.driver import Scheduler
+from lrkit.engine import (
     BatchStream,
+    Engine,
     LossFn,
+    MetricFn,
+    RngState,
+    SnapshotMode,
     StepFn,
-    compute_loss,
-    move_to_device,
+    TrainingSnapshot,
     peek,
     validate_batch,
 )
-from lrkit.finder.restore import RngState, SnapshotMode, TrainingSnapshot
 from lrkit.finder.result import RangeTestResult, StopReason
+from lrkit.schedules import Schedule, geometric, linear
 
-__all__ = ["ProgressFn", "lr_sequence", "range_test"]
+__all__ = ["ProgressFn", "lr_sequence", "range_test", "sweep_schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +47,32 @@ ProgressFn = Callable[[int, int, float, float], None]
 """``progress(done, total, lr, loss)``: called after every update; ``done`` counts updates over
 all repeats, ``total = steps * repeats``."""
 
-MetricFn = Callable[[Any, Any], float]
-
 _MAX_SKIPS_PER_STEP = 50
+
+
+def sweep_schedule(
+    start_lr: float, end_lr: float, steps: int, mode: Literal["exp", "linear"] = "exp"
+) -> Schedule:
+    """The learning rates of a range test as a schedule over its ``steps`` optimizer updates.
+
+    ``"exp"``: :func:`~lrkit.schedules.geometric`, ``lr_i = start_lr * (end_lr / start_lr) **
+    (i / (steps - 1))`` (equal spacing in log-LR); ``"linear"``:
+    :func:`~lrkit.schedules.linear`, ``lr_i = start_lr + (end_lr - start_lr) * i / (steps -
+    1)``. Both start exactly at ``start_lr`` and end exactly at ``end_lr``.
+    """
+    if mode == "exp":
+        return geometric(start_lr, end_lr, steps - 1)
+    if mode == "linear":
+        return linear(start_lr, end_lr, steps - 1)
+    raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
 
 
 def lr_sequence(
     start_lr: float, end_lr: float, steps: int, mode: Literal["exp", "linear"] = "exp"
 ) -> np.ndarray:
-    """The learning rates of a range test, one per optimizer update.
-
-    ``"exp"``: ``lr_i = start_lr * (end_lr / start_lr) ** (i / (steps - 1))`` (geometric, equal
-    spacing in log-LR); ``"linear"``: ``lr_i = start_lr + (end_lr - start_lr) * i / (steps - 1)``.
-    Both start exactly at ``start_lr`` and end exactly at ``end_lr``.
-    """
-    i = np.arange(steps, dtype=np.float64) / (steps - 1)
-    if mode == "exp":
-        lrs = start_lr * (end_lr / start_lr) ** i
-    elif mode == "linear":
-        lrs = start_lr + (end_lr - start_lr) * i
-    else:
-        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
-    lrs[0], lrs[-1] = start_lr, end_lr
-    return lrs
+    """The learning rates of a range test, one per optimizer update: the values of
+    :func:`sweep_schedule` at steps ``0 .. steps - 1``."""
+    return np.asarray(sweep_schedule(start_lr, end_lr, steps, mode).table(0, steps))
 
 
 def _check_args(
@@ -131,51 +137,34 @@ def _check_model_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -
         raise ValueError("none of the optimizer's parameters requires grad")
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 class _Sweep:
-    """One run of the sweep (one repeat). Holds the per-step bookkeeping."""
+    """One run of the sweep (one repeat): the LR schedule driven by :class:`lrkit.Scheduler`
+    into the optimizer, one :meth:`Engine.update` per step, and the per-step bookkeeping."""
 
     def __init__(
         self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        lrs: np.ndarray,
+        engine: Engine,
+        schedule: Schedule,
+        steps: int,
         *,
-        loss_fn: LossFn | None,
-        step_fn: StepFn | None,
-        scaler: Any,
-        accumulation_steps: int,
         smoothing: float,
         diverge: float,
-        device: torch.device,
         val_data: Iterable[Any] | None,
         metric_fn: MetricFn | None,
         progress: ProgressFn | None,
         progress_offset: int,
         progress_total: int,
     ) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.lrs = [float(v) for v in lrs]
-        self.loss_fn = loss_fn
-        self.step_fn = step_fn
-        self.scaler = scaler
-        self.acc = accumulation_steps
+        self.engine = engine
+        self.schedule = schedule
+        self.steps = steps
         self.beta = smoothing
         self.diverge = diverge
-        self.device = device
         self.val_data = val_data
         self.metric_fn = metric_fn
         self.progress = progress
         self.progress_offset = progress_offset
         self.progress_total = progress_total
-        groups = optimizer.param_groups
-        self.ratios = group_ratios([read_value(g, "lr") for g in groups])
         self.train_losses: list[float] = []
         self.val_losses: list[float] = []
         self.metrics: list[float] = []
@@ -183,109 +172,58 @@ class _Sweep:
         self.smoothed: list[float] = []
         self.stop_reason: StopReason = "completed"
         self.skipped = 0
-        self._real_steps = 0
 
-    def _count_step(self, *_: Any) -> None:
-        self._real_steps += 1
-
-    def _set_lr(self, lr: float) -> None:
-        for group, ratio in zip(self.optimizer.param_groups, self.ratios, strict=True):
-            write_value(group, "lr", None, lr * ratio)
-
-    def _update(self, stream: Iterator[Any]) -> torch.Tensor | None:
-        """One optimizer update; returns the summed loss of its micro-batches, or ``None`` when
-        the GradScaler skipped the step."""
-        opt = self.optimizer
-        opt.zero_grad(set_to_none=True)
-        total: torch.Tensor | None = None
-        for _ in range(self.acc):
-            batch = move_to_device(next(stream), self.device)
-            loss, _, _ = compute_loss(self.model, batch, self.loss_fn, self.step_fn)
-            scaled = loss / self.acc if self.acc > 1 else loss
-            if self.scaler is not None:
-                scaled = self.scaler.scale(scaled)
-            scaled.backward()
-            detached = loss.detach()
-            total = detached if total is None else total + detached
-        if self.scaler is None:
-            opt.step()
-            return total
-        before = self._real_steps
-        self.scaler.step(opt)
-        self.scaler.update()
-        return total if self._real_steps > before else None
-
-    def _validate(self, val_data: Iterable[Any]) -> tuple[float, float]:
-        """Mean validation loss (one sync for all batches) and mean metric."""
-        model = self.model
-        model.eval()
-        loss_sum: torch.Tensor | None = None
-        metric_sum = 0.0
-        n = 0
-        with torch.no_grad():
-            for batch in val_data:
-                batch = move_to_device(batch, self.device)
-                loss, output, target = compute_loss(model, batch, self.loss_fn, self.step_fn)
-                loss = loss.detach().float().reshape(())
-                loss_sum = loss if loss_sum is None else loss_sum + loss
-                if self.metric_fn is not None:
-                    metric_sum += float(self.metric_fn(output, target))
-                n += 1
-        model.train()
-        if loss_sum is None:
-            raise ValueError("val_data is empty: it yielded no batches")
-        mean_metric = metric_sum / n if self.metric_fn is not None else math.nan
-        return float(loss_sum.item()) / n, mean_metric
+    def _applied_update(self, stream: Iterator[Any], lr: float) -> float | None:
+        """One update at the current LR, retried on the next batches while the GradScaler skips
+        it; the training loss, or ``None`` after too many skips in a row."""
+        for _ in range(_MAX_SKIPS_PER_STEP):
+            update = self.engine.update(stream)
+            if update.status != "skipped":
+                return update.loss
+            self.skipped += 1
+        logger.warning(
+            "GradScaler skipped %d steps in a row at lr=%.3g: gradients are not finite",
+            _MAX_SKIPS_PER_STEP,
+            lr,
+        )
+        return None
 
     def run(self, stream: Iterator[Any]) -> None:
-        """Sweep until ``len(lrs)`` updates are done, the loss diverges or becomes non-finite.
+        """Sweep until ``steps`` updates are done, the loss diverges or becomes non-finite.
 
         ``KeyboardInterrupt`` ends the sweep with ``stop_reason="interrupted"``; any other
         exception propagates.
         """
-        handle = None
-        if self.scaler is not None:
-            handle = self.optimizer.register_step_post_hook(self._count_step)
-        beta = self.beta
-        avg = 0.0
-        best = math.inf
-        correction = 1.0
-        val_data = self.val_data
+        driver = Scheduler(self.engine.optimizer, lr=self.schedule)
+        avg, best, correction = 0.0, math.inf, 1.0
         try:
-            self.model.train()
-            for i, lr in enumerate(self.lrs):
-                self._set_lr(lr)
-                skips = 0
-                while True:
-                    total = self._update(stream)
-                    if total is not None:
-                        break
-                    skips += 1
-                    self.skipped += 1
-                    if skips >= _MAX_SKIPS_PER_STEP:
-                        logger.warning(
-                            "GradScaler skipped %d steps in a row at lr=%.3g: gradients are "
-                            "not finite",
-                            skips,
-                            lr,
-                        )
-                        self.stop_reason = "nan"
-                        return
-                train_loss = total.item() / self.acc
+            self.engine.model.train()
+            for i in range(self.steps):
+                lr = self.schedule(i)
+                train_loss = self._applied_update(stream, lr)
+                if train_loss is None:
+                    self.stop_reason = "nan"
+                    return
                 self.train_losses.append(train_loss)
                 value = train_loss
-                if val_data is not None:
-                    value, metric = self._validate(val_data)
+                if self.val_data is not None:
+                    # a non-finite training loss was not stepped on: nothing new to validate
+                    found = (
+                        self.engine.evaluate(self.val_data, self.metric_fn)
+                        if math.isfinite(train_loss)
+                        else None
+                    )
+                    value = math.nan if found is None else found.loss
                     self.val_losses.append(value)
-                    self.metrics.append(metric)
+                    self.metrics.append(math.nan if found is None else found.metric)
                 self.scored.append(value)
                 if not math.isfinite(value):
                     self.smoothed.append(math.nan)
                     self.stop_reason = "nan"
                     return
-                avg = beta * avg + (1.0 - beta) * value
-                correction *= beta
-                smooth = avg / (1.0 - correction) if beta > 0 else value
+                avg = self.beta * avg + (1.0 - self.beta) * value
+                correction *= self.beta
+                smooth = avg / (1.0 - correction) if self.beta > 0 else value
                 self.smoothed.append(smooth)
                 if self.progress is not None:
                     self.progress(self.progress_offset + i + 1, self.progress_total, lr, value)
@@ -293,11 +231,9 @@ class _Sweep:
                 if smooth > best + (self.diverge - 1.0) * abs(best):
                     self.stop_reason = "diverged"
                     return
+                driver.step()
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
-        finally:
-            if handle is not None:
-                handle.remove()
 
 
 def range_test(
@@ -382,68 +318,46 @@ def range_test(
         start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats, snapshot
     )
     _check_model_optimizer(model, optimizer)
-    if metric_fn is not None and val_data is None:
-        raise ValueError("metric_fn needs val_data (the metric is measured on validation data)")
-    if metric_fn is not None and step_fn is not None:
-        raise ValueError(
-            "metric_fn needs (inputs..., target) batches used with loss_fn; it cannot be "
-            "combined with step_fn"
-        )
-    if step_fn is None and loss_fn is None:
-        raise ValueError("pass loss_fn(output, target) or step_fn(model, batch) -> loss")
-
-    if isinstance(val_data, Iterator):
-        raise ValueError("val_data is read at every step; pass a list or a DataLoader")
-    lrs = lr_sequence(start_lr, end_lr, steps, mode)
+    _check_callables(loss_fn, step_fn, metric_fn, val_data)
+    schedule = sweep_schedule(start_lr, end_lr, steps, mode)
     rng = RngState.capture(data, val_data)
     try:
-        first, first_iter = peek(data)
-        validate_batch(
-            first, has_step_fn=step_fn is not None, has_loss_fn=loss_fn is not None, what="data"
-        )
-        if val_data is not None:
-            val_first, _ = peek(val_data)
-            validate_batch(
-                val_first,
-                has_step_fn=step_fn is not None,
-                has_loss_fn=loss_fn is not None,
-                what="val_data",
-            )
+        first_iter = _peek_checked(data, val_data, has_step_fn=step_fn is not None)
     except BaseException:
         rng.restore()
         raise
-
     snap = TrainingSnapshot.take(model, optimizer, scaler, snapshot, rng=rng)
-    device = _model_device(model)
+    engine = Engine(
+        model,
+        optimizer,
+        loss_fn=loss_fn,
+        step_fn=step_fn,
+        accumulation_steps=accumulation_steps,
+        scaler=scaler,
+    )
     sweeps: list[_Sweep] = []
-    total = steps * repeats
-    one_shot = isinstance(data, Iterator)
+    args = (schedule, start_lr, end_lr, mode, smoothing, diverge)
     try:
         for r in range(repeats):
             if r > 0:
                 snap.restore_training()
             stream = BatchStream(
                 data,
-                first=first_iter if (r == 0 or one_shot) else None,
+                first=first_iter if (r == 0 or isinstance(data, Iterator)) else None,
                 reorder=r > 0,
                 seed=seed + r,
             )
             sweep = _Sweep(
-                model,
-                optimizer,
-                lrs,
-                loss_fn=loss_fn,
-                step_fn=step_fn,
-                scaler=scaler,
-                accumulation_steps=accumulation_steps,
+                engine,
+                schedule,
+                steps,
                 smoothing=smoothing,
                 diverge=diverge,
-                device=device,
                 val_data=val_data,
                 metric_fn=metric_fn,
                 progress=progress,
                 progress_offset=r * steps,
-                progress_total=total,
+                progress_total=steps * repeats,
             )
             sweeps.append(sweep)
             sweep.run(stream)
@@ -458,24 +372,60 @@ def range_test(
             if sweep.stop_reason == "interrupted":
                 break
     except BaseException as err:
+        _attach_partial(err, sweeps, *args)
+        raise
+    finally:
+        engine.close()
         snap.restore()
         snap.close()
-        if sweeps and isinstance(err, Exception):
-            sweeps[-1].stop_reason = "error"
-            try:
-                partial = _assemble(sweeps, lrs, start_lr, end_lr, mode, smoothing, diverge)
-                setattr(err, "range_test_result", partial)  # noqa: B010
-            except Exception:  # the partial result is a courtesy; never mask the error
-                logger.debug("could not assemble a partial range-test result", exc_info=True)
-        raise
-    snap.restore()
-    snap.close()
-    return _assemble(sweeps, lrs, start_lr, end_lr, mode, smoothing, diverge)
+    return _assemble(sweeps, *args)
+
+
+def _check_callables(
+    loss_fn: LossFn | None,
+    step_fn: StepFn | None,
+    metric_fn: MetricFn | None,
+    val_data: Iterable[Any] | None,
+) -> None:
+    if metric_fn is not None and val_data is None:
+        raise ValueError("metric_fn needs val_data (the metric is measured on validation data)")
+    if metric_fn is not None and step_fn is not None:
+        raise ValueError(
+            "metric_fn needs (inputs..., target) batches used with loss_fn; it cannot be "
+            "combined with step_fn"
+        )
+    if step_fn is None and loss_fn is None:
+        raise ValueError("pass loss_fn(output, target) or step_fn(model, batch) -> loss")
+    if isinstance(val_data, Iterator):
+        raise ValueError("val_data is read at every step; pass a list or a DataLoader")
+
+
+def _peek_checked(
+    data: Iterable[Any], val_data: Iterable[Any] | None, *, has_step_fn: bool
+) -> Iterator[Any]:
+    """Check the first batch of ``data`` (and ``val_data``); an iterator that still yields it."""
+    first, first_iter = peek(data)
+    validate_batch(first, has_step_fn=has_step_fn, has_loss_fn=True, what="data")
+    if val_data is not None:
+        val_first, _ = peek(val_data)
+        validate_batch(val_first, has_step_fn=has_step_fn, has_loss_fn=True, what="val_data")
+    return first_iter
+
+
+def _attach_partial(err: BaseException, sweeps: Sequence[_Sweep], *args: Any) -> None:
+    """Attach the partial result to an exception raised by the caller's code."""
+    if not sweeps or not isinstance(err, Exception):
+        return
+    sweeps[-1].stop_reason = "error"
+    try:
+        setattr(err, "range_test_result", _assemble(sweeps, *args))  # noqa: B010
+    except Exception:  # the partial result is a courtesy; never mask the error
+        logger.debug("could not assemble a partial range-test result", exc_info=True)
 
 
 def _assemble(
     sweeps: Sequence[_Sweep],
-    lrs: np.ndarray,
+    schedule: Schedule,
     start_lr: float,
     end_lr: float,
     mode: str,
@@ -499,7 +449,7 @@ def _assemble(
 
     validating = bool(done and done[0].val_losses)
     return RangeTestResult.build(
-        lrs=lrs[:n].copy(),
+        lrs=np.asarray(schedule.table(0, n), dtype=np.float64),
         losses=mean_of("train_losses"),
         val_losses=mean_of("val_losses") if validating else None,
         metrics=mean_of("metrics") if validating and done[0].metric_fn is not None else None,

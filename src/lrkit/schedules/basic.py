@@ -70,8 +70,8 @@ class constant(Schedule):
 class linear(Schedule):
     """Linear interpolation from ``start`` to ``end`` over ``steps`` updates.
 
-    ``v(t) = start + (end - start) · min(t, steps) / steps``; ``v(steps) = end`` and it holds
-    ``end`` afterwards. Same values as PyTorch's ``LinearLR`` (with ``start_factor·base`` =
+    ``v(t) = start + (end - start) · min(t, steps) / steps``; ``v(steps) = end`` exactly and it
+    holds ``end`` afterwards (the linear sweep of the LR range test). Same values as PyTorch's ``LinearLR`` (with ``start_factor·base`` =
     ``start``, ``end_factor·base`` = ``end``, ``total_iters`` = ``steps``).
     """
 
@@ -86,7 +86,8 @@ class linear(Schedule):
         setattr_frozen(self, "steps", check_length("steps", self.steps))
 
     def _values(self, t: FloatArray) -> FloatArray:
-        return self.start + (self.end - self.start) * _progress(t, self.steps)
+        p = _progress(t, self.steps)
+        return np.where(p >= 1.0, self.end, self.start + (self.end - self.start) * p)
 
 
 @register
@@ -94,8 +95,10 @@ class linear(Schedule):
 class geometric(Schedule):
     """Log-linear interpolation from ``start`` to ``end`` (both > 0) over ``steps`` updates.
 
-    ``v(t) = start · (end / start) ^ (min(t, steps) / steps)``: equal ratios per step, the
-    exponential sweep of the LR range test (Smith 2015) and the ``exponential`` warmup shape.
+    ``v(t) = start · (end / start) ^ (min(t, steps) / steps)``, exactly ``end`` from ``steps``
+    on: equal ratios per step, the exponential sweep of the LR range test (Smith 2015; a sweep
+    of ``n`` updates is ``geometric(start_lr, end_lr, n - 1)``) and the ``exponential`` warmup
+    shape.
     """
 
     name = "geometric"
@@ -109,7 +112,8 @@ class geometric(Schedule):
         setattr_frozen(self, "steps", check_length("steps", self.steps))
 
     def _values(self, t: FloatArray) -> FloatArray:
-        return self.start * (self.end / self.start) ** _progress(t, self.steps)
+        p = _progress(t, self.steps)
+        return np.where(p >= 1.0, self.end, self.start * (self.end / self.start) ** p)
 
 
 @register

@@ -5,7 +5,7 @@ optimizer driven by lrkit schedules, evaluates, checkpoints atomically, resumes 
 after a kill, stops cleanly on divergence, and returns a :class:`History`.
 """
 
-from lrkit.train.checkpoint import CHECKPOINT_NAME, checkpoint_path, load_checkpoint
+from lrkit.engine import CHECKPOINT_NAME, checkpoint_path, load_checkpoint
 from lrkit.train.history import TIMING_FIELDS, History
 from lrkit.train.loop import fit
 from lrkit.train.optimizers import OPTIMIZERS, OptimizerFactory, build_optimizer, default_lr

@@ -8,7 +8,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,18 +16,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lrkit._device import move_to_device
-from lrkit._rng import RngState, data_generators
 from lrkit._threads import torch_threads
 from lrkit.driver import Scheduler, read_value
+from lrkit.engine import (
+    Engine,
+    RngState,
+    checked,
+    checkpoint_path,
+    data_generators,
+    load_checkpoint,
+    save_atomic,
+    validate_batch,
+)
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
-from lrkit.train.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    save_atomic,
-)
 from lrkit.train.history import History
 from lrkit.train.optimizers import OptimizerFactory, build_optimizer, default_lr
 
@@ -38,6 +41,7 @@ logger = logging.getLogger("lrkit.train")
 Observe = Literal["val_loss", "metric"]
 
 _HAS_MOMENTUM = ("sgd", "rmsprop", "adam", "adamw", "adamax")
+_MAX_SKIPS = 50
 
 
 def fit(
@@ -586,13 +590,22 @@ class _Stream:
 # -- the loop ---------------------------------------------------------------------------------
 
 
-def _to(batch: Any, device: torch.device) -> tuple[Any, Any]:
-    if not isinstance(batch, Sequence) or len(batch) != 2:
-        raise ValueError(
-            f"each batch must be a pair (inputs, targets), got a {type(batch).__name__}"
-        )
-    x, y = batch
-    return move_to_device(x, device), move_to_device(y, device)
+class _Batches:
+    """The training stream as an iterator for :meth:`Engine.update`, its first batch checked."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+        self.checked = False
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self) -> Any:
+        batch = self.stream.next()
+        if not self.checked:
+            validate_batch(batch, has_step_fn=False, has_loss_fn=True, what="train_loader")
+            self.checked = True
+        return batch
 
 
 def _momentum_of(group: dict[str, Any]) -> float:
@@ -601,10 +614,6 @@ def _momentum_of(group: dict[str, Any]) -> float:
     if "betas" in group:
         return read_value(group, "betas", 0)
     return math.nan
-
-
-def _float(v: Any) -> float:
-    return float(v.item() if isinstance(v, Tensor) else v)
 
 
 class _Trainer:
@@ -627,28 +636,16 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if run.amp and cuda else None
 
     # -- evaluation -------------------------------------------------------------------------
-    def _evaluate(self) -> tuple[float, float]:
+    def _evaluate(self, engine: Engine) -> tuple[float, float]:
         run = self.run
         assert run.val_loader is not None
-        was_training = self.model.training
-        self.model.eval()
-        outs: list[Tensor] = []
-        tgts: list[Tensor] = []
-        with torch.no_grad():
-            for batch in run.val_loader:
-                x, y = _to(batch, run.device)
-                outs.append(self.model(x).float())
-                tgts.append(y)
-            if not outs:
-                raise ValueError("val_loader yielded no batches")
-            out, tgt = torch.cat(outs), torch.cat(tgts)
-            val_loss = _float(run.loss_fn(out, tgt))
-            metric = -val_loss if run.metric_fn is None else float(run.metric_fn(out, tgt))
-        self.model.train(was_training)
-        return val_loss, metric
+        batches = checked(run.val_loader, has_step_fn=False, has_loss_fn=True, what="val_loader")
+        found = engine.evaluate(batches, run.metric_fn, pooled=True)
+        metric = -found.loss if run.metric_fn is None else found.metric
+        return found.loss, metric
 
-    def _record_eval(self, sched: Scheduler | None) -> None:
-        val_loss, metric = self._evaluate()
+    def _record_eval(self, engine: Engine, sched: Scheduler | None) -> None:
+        val_loss, metric = self._evaluate(engine)
         h = self.history
         h.eval_step.append(self.step)
         h.val_loss.append(val_loss)
@@ -724,9 +721,19 @@ class _Trainer:
         bar = _ProgressBar(run.total_steps, self.step) if progress else None
         wall0 = time.perf_counter()
         wall_before = self.history.wall_seconds
+        engine = Engine(
+            self.model,
+            opt,
+            loss_fn=run.loss_fn,
+            accumulation_steps=run.accumulation_steps,
+            scaler=self.scaler,
+            autocast_dtype=self.autocast_dtype if run.amp else None,
+            max_grad_norm=run.max_grad_norm,
+            device=run.device,
+        )
         try:
-            with bar if bar is not None else contextlib.nullcontext():
-                self._loop(opt, sched, bar, wall0, wall_before)
+            with engine, bar if bar is not None else contextlib.nullcontext():
+                self._loop(engine, sched, bar, wall0, wall_before)
         finally:
             self.history.wall_seconds = wall_before + time.perf_counter() - wall0
         self.finished = True
@@ -737,78 +744,60 @@ class _Trainer:
 
     def _loop(
         self,
-        opt: torch.optim.Optimizer,
+        engine: Engine,
         sched: Scheduler | None,
         bar: _ProgressBar | None,
         wall0: float,
         wall_before: float,
     ) -> None:
         run, h = self.run, self.history
-        accum = run.accumulation_steps
-        autocast = (
-            torch.autocast(run.device.type, dtype=self.autocast_dtype)
-            if run.amp
-            else contextlib.nullcontext()
-        )
+        stream = _Batches(self.stream)
+        skips = 0
         while self.step < run.total_steps:
             t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            total = 0.0
-            bad: float | None = None
-            for _ in range(accum):
-                x, y = _to(self.stream.next(), run.device)
-                with autocast:
-                    loss = run.loss_fn(self.model(x), y)
-                value = _float(loss.detach().float())
-                if not math.isfinite(value):
-                    bad = value
-                    break
-                total += value
-                scaled = loss / accum if accum > 1 else loss
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
-            group = opt.param_groups[0]
-            h.lr.append(read_value(group, "lr"))
-            h.momentum.append(_momentum_of(group))
-            if bad is not None:
-                h.loss.append(bad)
-                h.seconds += time.perf_counter() - t0
-                h.diverged = True
-                h.stop_reason = (
-                    f"diverged: training loss is {bad} at step {self.step} (update "
-                    f"{self.step + 1} of {run.total_steps}); the update was not applied"
-                )
-                logger.warning(h.stop_reason)
-                if run.val_loader is not None and (not h.eval_step or h.eval_step[-1] != self.step):
-                    self._record_eval(None)
+            group = engine.optimizer.param_groups[0]
+            lr, momentum = read_value(group, "lr"), _momentum_of(group)
+            update = engine.update(stream)
+            h.seconds += time.perf_counter() - t0
+            if update.status == "skipped":
+                skips += 1
+                if skips < _MAX_SKIPS:
+                    continue  # retried on the next batches; the schedule does not move
+                self._diverge(engine, f"the GradScaler skipped {skips} updates in a row")
                 return
-            h.loss.append(total / accum)
-            if self.scaler is not None:
-                if run.max_grad_norm is not None:
-                    self.scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(self.model.parameters(), run.max_grad_norm)
-                self.scaler.step(opt)
-                self.scaler.update()
-            else:
-                if run.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), run.max_grad_norm)
-                opt.step()
+            skips = 0
+            h.lr.append(lr)
+            h.momentum.append(momentum)
+            h.loss.append(update.loss)
+            if update.status == "nonfinite":
+                self._diverge(
+                    engine,
+                    f"training loss is {update.loss} at step {self.step} (update "
+                    f"{self.step + 1} of {run.total_steps}); the update was not applied",
+                )
+                return
             if sched is not None:
                 sched.step()
             self.step += 1
-            h.seconds += time.perf_counter() - t0
             if bar is not None:
                 bar.update(self.step, h.loss[-1], h.lr[-1])
-            if self._after_step(sched):
+            if self._after_step(engine, sched):
                 return
             if run.checkpoint_every is not None and self.step % run.checkpoint_every == 0:
                 h.wall_seconds = wall_before + time.perf_counter() - wall0
-                self._save(opt, sched)
+                self._save(engine.optimizer, sched)
         h.stop_reason = f"completed {run.total_steps} steps"
 
-    def _after_step(self, sched: Scheduler | None) -> bool:
+    def _diverge(self, engine: Engine, why: str) -> None:
+        """Stop the run as diverged, with a last evaluation at the current step."""
+        h = self.history
+        h.diverged = True
+        h.stop_reason = f"diverged: {why}"
+        logger.warning(h.stop_reason)
+        if self.run.val_loader is not None and (not h.eval_step or h.eval_step[-1] != self.step):
+            self._record_eval(engine, None)
+
+    def _after_step(self, engine: Engine, sched: Scheduler | None) -> bool:
         """Evaluate when due; return ``True`` when the run should stop."""
         run, h, step = self.run, self.history, self.step
         at_cycle_end = run.cycle is not None and step % run.cycle == 0
@@ -819,7 +808,7 @@ class _Trainer:
         )
         if run.val_loader is None or not due:
             return False
-        self._record_eval(sched)
+        self._record_eval(engine, sched)
         metric = h.metric[-1]
         if not math.isfinite(h.val_loss[-1]):
             h.diverged = True

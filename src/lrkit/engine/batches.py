@@ -1,6 +1,7 @@
-"""Batches for the range test: peeking, cycling, reordering between repeats, moving to a device.
+"""Batches: the conventions, peeking, cycling, reordering between repeats, moving to a device.
 
-Batch conventions (the same for training and validation data):
+Batch conventions (the same for training and validation data, for the range test, the trainer
+and the search):
 
 - With ``step_fn`` given, a batch can be anything: the loss is ``step_fn(model, batch)`` (for
   models that compute their own loss, dict batches, several inputs...).
@@ -21,14 +22,55 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrkit._device import move_to_device
-
-__all__ = ["BatchStream", "compute_loss", "move_to_device", "peek", "validate_batch"]
+__all__ = [
+    "BatchStream",
+    "LossFn",
+    "StepFn",
+    "batch_size",
+    "checked",
+    "compute_loss",
+    "move_to_device",
+    "peek",
+    "validate_batch",
+]
 
 StepFn = Callable[[nn.Module, Any], torch.Tensor]
 LossFn = Callable[[Any, Any], torch.Tensor]
 
 _SHUFFLE_BUFFER = 32
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Return ``batch`` with every tensor in it (recursively through tuples, lists, named tuples
+    and mappings) moved to ``device``; other objects are returned unchanged."""
+    if isinstance(batch, torch.Tensor):
+        return batch if batch.device == device else batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple):
+        items = [move_to_device(b, device) for b in batch]
+        if hasattr(batch, "_fields"):
+            return type(batch)(*items)
+        return tuple(items)
+    if isinstance(batch, list):
+        return [move_to_device(b, device) for b in batch]
+    if isinstance(batch, Mapping):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def batch_size(batch: Any) -> int:
+    """The number of examples in ``batch``: the length of the first tensor found in it (the
+    target of an ``(inputs..., target)`` tuple first), 1 when it holds no tensor."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() > 0 else 1
+    items: list[Any] = []
+    if isinstance(batch, (tuple, list)):
+        items = list(reversed(batch))
+    elif isinstance(batch, Mapping):
+        items = list(batch.values())
+    for item in items:
+        if isinstance(item, (torch.Tensor, tuple, list, Mapping)):
+            return batch_size(item)
+    return 1
 
 
 def validate_batch(batch: Any, *, has_step_fn: bool, has_loss_fn: bool, what: str) -> None:
@@ -47,6 +89,16 @@ def validate_batch(batch: Any, *, has_step_fn: bool, has_loss_fn: bool, what: st
         )
     if not has_loss_fn:
         raise ValueError("pass loss_fn(output, target) or step_fn(model, batch) -> loss")
+
+
+def checked(
+    batches: Iterable[Any], *, has_step_fn: bool, has_loss_fn: bool, what: str
+) -> Iterator[Any]:
+    """Yield ``batches``, checking the first one with :func:`validate_batch`."""
+    for i, batch in enumerate(batches):
+        if i == 0:
+            validate_batch(batch, has_step_fn=has_step_fn, has_loss_fn=has_loss_fn, what=what)
+        yield batch
 
 
 def compute_loss(

@@ -1,15 +1,17 @@
-"""Snapshot and exact restore of everything a range test touches.
+"""State: the random number generators, an exact in-memory snapshot, and checkpoint files.
 
-A range test trains the model, so it changes the parameters, buffers (BatchNorm running stats),
-gradients, the optimizer's state and param-group hyperparameters, the GradScaler, and the global
-random number generators (data shuffling, dropout). :class:`TrainingSnapshot` records all of it
-before the test and puts it back afterwards, bit for bit.
-
-The copies of the tensors live on the CPU (``mode="cpu"``) or in a temporary file
-(``mode="disk"``, written with :func:`torch.save`), never on the accelerator, so a GPU model does
-not need twice its GPU memory. Tensors are restored in place with ``copy_`` wherever the shape,
-dtype and device still match, so references the caller holds (``optimizer.param_groups[0]``,
-``model.weight``, ``optimizer.state[p]["exp_avg"]``) stay valid.
+- :class:`RngState`: the global generators (Python, NumPy, torch CPU and CUDA) and the private
+  ``torch.Generator`` a data loader shuffles with, captured and restored as one object.
+- :class:`TrainingSnapshot`: a range test or a search trains the model, so it changes the
+  parameters, buffers (BatchNorm running stats), gradients, the optimizer's state and
+  param-group hyperparameters, the GradScaler and the generators (data shuffling, dropout). The
+  snapshot records all of it and puts it back afterwards, bit for bit. The copies of the tensors
+  live on the CPU (``mode="cpu"``) or in a temporary file (``mode="disk"``, written with
+  :func:`torch.save`), never on the accelerator, so a GPU model does not need twice its GPU
+  memory. Tensors are restored in place with ``copy_`` wherever the shape, dtype and device
+  still match, so references the caller holds (``optimizer.param_groups[0]``, ``model.weight``,
+  ``optimizer.state[p]["exp_avg"]``) stay valid.
+- Checkpoint files of the trainer: written atomically, read with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -17,20 +19,121 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import random
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-from lrkit._rng import RngState
+from lrkit._files import atomic_write
 
-__all__ = ["RngState", "SnapshotMode", "TrainingSnapshot"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "RngState",
+    "SnapshotMode",
+    "TrainingSnapshot",
+    "checkpoint_path",
+    "data_generators",
+    "load_checkpoint",
+    "save_atomic",
+]
 
 logger = logging.getLogger(__name__)
 
 SnapshotMode = Literal["cpu", "disk"]
+
+
+# -- random number generators -------------------------------------------------------------------
+
+
+def data_generators(*sources: object) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects that data sources draw their order from: a DataLoader's
+    own ``generator`` and those of its sampler, its batch sampler and their inner samplers (a
+    ``DataLoader(shuffle=True, generator=g)`` shuffles with ``g``, not with the global RNG)."""
+    owners: list[object] = []
+    for source in sources:
+        owners.append(source)
+        for name in ("sampler", "batch_sampler"):
+            sampler = getattr(source, name, None)
+            owners += [sampler, getattr(sampler, "sampler", None)]
+    out: list[torch.Generator] = []
+    for owner in owners:
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not h for h in out):
+            out.append(g)
+    return out
+
+
+@dataclass
+class RngState:
+    """The global random number generators: Python ``random``, NumPy's legacy global state, torch
+    CPU, and torch CUDA (every device) when CUDA has been initialized; and, when data sources
+    are given to :meth:`capture`, their private ``torch.Generator`` objects
+    (:func:`data_generators`)."""
+
+    python: Any
+    numpy: Any
+    torch_cpu: torch.Tensor
+    torch_cuda: list[torch.Tensor] | None
+    data: list[tuple[torch.Generator, torch.Tensor]] = field(default_factory=list)
+
+    @classmethod
+    def capture(cls, *data: object) -> RngState:
+        """Record the current state of all global generators and of the generators the
+        ``data`` sources (DataLoaders, samplers) shuffle with."""
+        cuda: list[torch.Tensor] | None = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            cuda = torch.cuda.get_rng_state_all()
+        return cls(
+            python=random.getstate(),
+            numpy=np.random.get_state(legacy=True),
+            torch_cpu=torch.get_rng_state(),
+            torch_cuda=cuda,
+            data=[(g, g.get_state()) for g in data_generators(*data)],
+        )
+
+    def restore(self) -> None:
+        """Put every generator back to the recorded state."""
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.torch_cuda)
+        for generator, state in self.data:
+            generator.set_state(state)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The global generators in plain lists and tensors only, so a checkpoint loads with
+        ``weights_only=True`` (data generators belong to objects a checkpoint cannot hold)."""
+        py_version, py_state, py_gauss = self.python
+        kind, keys, pos, has_gauss, cached = self.numpy
+        out: dict[str, Any] = {
+            "python": [py_version, list(py_state), py_gauss],
+            "numpy": [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
+            "torch": self.torch_cpu,
+        }
+        if self.torch_cuda is not None:
+            out["cuda"] = self.torch_cuda
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RngState:
+        """Inverse of :meth:`to_dict`."""
+        py_version, py_state, py_gauss = d["python"]
+        kind, keys, pos, has_gauss, cached = d["numpy"]
+        return cls(
+            python=(py_version, tuple(py_state), py_gauss),
+            numpy=(kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached),
+            torch_cpu=d["torch"],
+            torch_cuda=d.get("cuda"),
+        )
+
+
+# -- exact snapshot -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -274,3 +377,40 @@ class TrainingSnapshot:
             except OSError:
                 logger.warning("could not delete range-test snapshot %s", self._path)
             self._path = None
+
+
+# -- checkpoint files ---------------------------------------------------------------------------
+
+CHECKPOINT_NAME = "checkpoint.pt"
+"""File name of the (single, latest) checkpoint inside a checkpoint directory."""
+
+
+def checkpoint_path(checkpoint_dir: str | os.PathLike[str]) -> Path:
+    """Where :func:`lrkit.train.fit` keeps its checkpoint inside ``checkpoint_dir``."""
+    return Path(checkpoint_dir) / CHECKPOINT_NAME
+
+
+def save_atomic(obj: object, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically (see :func:`lrkit._files.atomic_write`)."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`lrkit.train.fit` (tensors land on the CPU).
+
+    Raises:
+        ValueError: the file is missing or is not an lrkit training checkpoint.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"no checkpoint at {str(p)!r}")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"cannot read checkpoint {str(p)!r} ({type(exc).__name__}: {exc}); delete it or "
+            "start without resume"
+        ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "lrkit.train/1":
+        raise ValueError(f"{str(p)!r} is not an lrkit training checkpoint")
+    return ckpt

@@ -1,0 +1,58 @@
+"""The one training core under the range test, the trainer and the search.
+
+- :mod:`~lrkit.engine.batches`: batch conventions (``(inputs..., target)`` tuples, anything with
+  ``step_fn(model, batch) -> loss``), nested device moves, peeking and cycling data.
+- :mod:`~lrkit.engine.step`: :class:`Engine`, one optimizer update (gradient accumulation,
+  autocast with a GradScaler and skipped-step detection, gradient clipping) and one evaluation.
+- :mod:`~lrkit.engine.state`: the random number generators, an exact snapshot of a model, its
+  optimizer and scaler, and checkpoint files.
+"""
+
+from lrkit.engine.batches import (
+    BatchStream,
+    LossFn,
+    StepFn,
+    batch_size,
+    checked,
+    compute_loss,
+    move_to_device,
+    peek,
+    validate_batch,
+)
+from lrkit.engine.state import (
+    CHECKPOINT_NAME,
+    RngState,
+    SnapshotMode,
+    TrainingSnapshot,
+    checkpoint_path,
+    data_generators,
+    load_checkpoint,
+    save_atomic,
+)
+from lrkit.engine.step import Engine, Evaluation, MetricFn, Update, UpdateStatus, model_device
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "BatchStream",
+    "Engine",
+    "Evaluation",
+    "LossFn",
+    "MetricFn",
+    "RngState",
+    "SnapshotMode",
+    "StepFn",
+    "TrainingSnapshot",
+    "Update",
+    "UpdateStatus",
+    "batch_size",
+    "checked",
+    "checkpoint_path",
+    "compute_loss",
+    "data_generators",
+    "load_checkpoint",
+    "model_device",
+    "move_to_device",
+    "peek",
+    "save_atomic",
+    "validate_batch",
+]
