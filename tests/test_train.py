@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import lrkit
 from lrkit import schedules as S
+from lrkit.engine import save_atomic
 from lrkit.tasks import get_task
 from lrkit.train import (
     OPTIMIZERS,
@@ -30,7 +32,6 @@ from lrkit.train import (
     fit,
     load_checkpoint,
 )
-from lrkit.engine import save_atomic
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -584,3 +585,48 @@ def test_sigkill_and_resume_gives_bitwise_identical_weights_and_history(tmp_path
     assert got["history"] == ref["history"]
     assert len(got["history"]["loss"]) == 60 and got["history"]["eval_step"][-1] == 60
     assert load_checkpoint(path)["finished"]
+
+
+# -- settings in one place --------------------------------------------------------------------
+
+
+def test_a_config_with_overrides_trains_like_the_keywords() -> None:
+    config = lrkit.train.TrainConfig("wine-mlp", optimizer="sgd", steps=12, eval_every=6)
+    by_config = fit(config, seed=3)
+    by_keywords = fit("wine-mlp", optimizer="sgd", steps=12, eval_every=6, seed=3)
+    assert by_config.loss == by_keywords.loss and by_config.metric == by_keywords.metric
+    assert config.seed == 0  # the config itself is unchanged
+
+
+def test_a_config_is_checked_when_made_and_names_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="give steps or epochs, not both"):
+        lrkit.train.TrainConfig("wine-mlp", steps=3, epochs=2)
+    config = lrkit.train.TrainConfig("wine-mlp", steps=3)
+    with pytest.raises(ValueError, match="accumulation_steps must be a positive int"):
+        config.with_overrides(accumulation_steps=0)
+    with pytest.raises(TypeError, match=r"unknown training setting.*learning_rate"):
+        fit(config, learning_rate=0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "has", "cycles"),
+    [
+        ("sgd", True, True),
+        ("adamw", True, True),
+        ("rmsprop", True, False),
+        ("adagrad", False, False),
+    ],
+)
+def test_one_table_knows_each_optimizers_momentum(name: str, has: bool, cycles: bool) -> None:
+    assert lrkit.train.has_momentum(name) is has
+    assert lrkit.train.cycles_momentum(name) is cycles
+    opt = lrkit.train.build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    if cycles:  # built with momentum in use, so the driver can schedule it
+        drv = lrkit.Scheduler(opt, lr=S.constant(0.1), momentum=S.constant(0.5))
+        assert drv.values()["momentum"] == [0.5]
+    elif has:  # RMSprop: built with momentum 0, which a schedule must not switch on silently
+        with pytest.raises(ValueError, match="built with momentum=0"):
+            lrkit.Scheduler(opt, lr=S.constant(0.1), momentum=S.constant(0.5))
+    else:
+        with pytest.raises(ValueError, match="neither momentum nor betas"):
+            lrkit.Scheduler(opt, lr=S.constant(0.1), momentum=S.constant(0.5))

@@ -19,49 +19,67 @@ decoupled).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "OptimizerFactory", "build_optimizer", "default_lr"]
+__all__ = [
+    "OPTIMIZERS",
+    "OptimizerFactory",
+    "build_optimizer",
+    "cycles_momentum",
+    "default_lr",
+    "has_momentum",
+]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``factory(params) -> Optimizer``: builds an optimizer over the model's parameters."""
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "adamax": torch.optim.Adamax,
-    "adagrad": torch.optim.Adagrad,
-    "adadelta": torch.optim.Adadelta,
-    "rmsprop": torch.optim.RMSprop,
+
+class _Spec(NamedTuple):
+    cls: type[torch.optim.Optimizer]
+    lr: float
+    momentum: Literal["momentum", "beta1"] | None  # what ``momentum`` sets; None: nothing
+    default_momentum: float | None
+
+
+_SPECS: dict[str, _Spec] = {
+    "sgd": _Spec(torch.optim.SGD, 0.1, "momentum", 0.9),
+    "adam": _Spec(torch.optim.Adam, 1e-3, "beta1", 0.9),
+    "adamw": _Spec(torch.optim.AdamW, 1e-3, "beta1", 0.9),
+    "adamax": _Spec(torch.optim.Adamax, 2e-3, "beta1", 0.9),
+    "adagrad": _Spec(torch.optim.Adagrad, 1e-2, None, None),
+    "adadelta": _Spec(torch.optim.Adadelta, 1.0, None, None),
+    "rmsprop": _Spec(torch.optim.RMSprop, 1e-3, "momentum", 0.0),
 }
+"""The one table of what lrkit knows about each named optimizer."""
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {k: v.cls for k, v in _SPECS.items()}
 """Optimizer classes by the names :func:`build_optimizer` accepts."""
-
-_DEFAULT_LR = {
-    "sgd": 0.1,
-    "adam": 1e-3,
-    "adamw": 1e-3,
-    "adamax": 2e-3,
-    "adagrad": 1e-2,
-    "adadelta": 1.0,
-    "rmsprop": 1e-3,
-}
-
-_BETA_OPTIMIZERS = ("adam", "adamw", "adamax")
 
 
 def default_lr(name: str) -> float:
     """A sensible learning rate for optimizer ``name`` when no range test was run."""
-    return _DEFAULT_LR[_check_name(name)]
+    return _SPECS[_check_name(name)].lr
+
+
+def has_momentum(name: str) -> bool:
+    """Whether optimizer ``name`` has a momentum (SGD, RMSprop) or a beta1 (Adam family)."""
+    return _SPECS[_check_name(name)].momentum is not None
+
+
+def cycles_momentum(name: str) -> bool:
+    """Whether cyclical momentum (one-cycle's 0.95 → 0.85) applies to optimizer ``name`` as
+    built by default: it has momentum and uses it (RMSprop's default momentum is 0)."""
+    return bool(_SPECS[_check_name(name)].default_momentum)
 
 
 def _check_name(name: str) -> str:
     key = name.lower() if isinstance(name, str) else name
-    if key not in OPTIMIZERS:
+    if key not in _SPECS:
         raise ValueError(
-            f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)} or pass a "
+            f"unknown optimizer {name!r}; use one of {', '.join(_SPECS)} or pass a "
             "callable(params) -> torch.optim.Optimizer"
         )
     return str(key)
@@ -100,6 +118,7 @@ def build_optimizer(
             )
         return built
     name = _check_name(optimizer)
+    spec = _SPECS[name]
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if not weight_decay >= 0:
@@ -108,21 +127,16 @@ def build_optimizer(
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     if nesterov and name != "sgd":
         raise ValueError(f"nesterov=True needs optimizer 'sgd', got {name!r}")
+    if spec.momentum is None and momentum is not None:
+        raise ValueError(f"optimizer {name!r} has no momentum; leave momentum=None")
+    mom = spec.default_momentum if momentum is None else momentum
+    extra: dict[str, Any] = {}
+    if spec.momentum == "momentum":
+        extra = {"momentum": mom}
+    elif spec.momentum == "beta1":
+        extra = {"betas": (mom, 0.999)}
     if name == "sgd":
-        mom = 0.9 if momentum is None else momentum
         if nesterov and mom == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        return torch.optim.SGD(
-            params, lr=lr, momentum=mom, nesterov=nesterov, weight_decay=weight_decay
-        )
-    if name == "rmsprop":
-        return torch.optim.RMSprop(
-            params, lr=lr, momentum=0.0 if momentum is None else momentum, weight_decay=weight_decay
-        )
-    if name in _BETA_OPTIMIZERS:
-        beta1 = 0.9 if momentum is None else momentum
-        cls = OPTIMIZERS[name]
-        return cls(params, lr=lr, betas=(beta1, 0.999), weight_decay=weight_decay)  # type: ignore[call-arg]
-    if momentum is not None:
-        raise ValueError(f"optimizer {name!r} has no momentum; leave momentum=None")
-    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)  # type: ignore[call-arg]
+        extra["nesterov"] = nesterov
+    return spec.cls(params, lr=lr, weight_decay=weight_decay, **extra)  # type: ignore[call-arg]
