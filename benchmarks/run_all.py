@@ -14,6 +14,7 @@ RUNS = [
     ["suggestion_regret.py"],
     ["suggestion_regret.py", "--suite", "heldout"],
     ["time_to_accuracy.py"],
+    ["gpu_checks.py"],
 ]
 
 if __name__ == "__main__":

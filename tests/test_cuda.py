@@ -1,0 +1,131 @@
+"""The GPU paths: mixed precision with a GradScaler, skipped steps, device moves, the CUDA RNG
+restore and the trainer's resume on a CUDA device. Skipped without CUDA; `benchmarks/gpu_checks.py`
+runs them on a GPU machine and records the outcome in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import lrkit
+from lrkit.engine import Engine, move_to_device
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+CUDA = torch.device("cuda")
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 4)).to(CUDA)
+
+
+def _batches(n: int = 20) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [
+        (torch.randn(8, 16, generator=g), torch.randint(0, 4, (8,), generator=g)) for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_autocast_update_with_scaler_steps(dtype: torch.dtype) -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    before = [p.detach().clone() for p in model.parameters()]
+    with Engine(
+        model, opt, loss_fn=nn.functional.cross_entropy, scaler=scaler, autocast_dtype=dtype
+    ) as engine:
+        update = engine.update(iter(_batches()))
+    assert update.status == "applied" and math.isfinite(update.loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_step_the_scaler_skips_is_reported_and_not_applied() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    handle = model[0].weight.register_hook(lambda g: torch.full_like(g, math.inf))
+    before = [p.detach().clone() for p in model.parameters()]
+    with Engine(
+        model,
+        opt,
+        loss_fn=nn.functional.cross_entropy,
+        scaler=torch.amp.GradScaler("cuda"),
+        autocast_dtype=torch.float16,
+    ) as engine:
+        update = engine.update(iter(_batches()))
+    handle.remove()
+    assert update.status == "skipped"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_nested_batches_move_to_the_device() -> None:
+    batch: Any = {"x": (torch.zeros(2), [torch.ones(3)]), "meta": "keep", "y": torch.zeros(2)}
+    moved = move_to_device(batch, CUDA)
+    assert moved["x"][0].is_cuda and moved["x"][1][0].is_cuda and moved["y"].is_cuda
+    assert moved["meta"] == "keep"
+
+
+def test_range_test_with_amp_restores_the_cuda_rng_and_everything_else() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda")
+    torch.cuda.manual_seed_all(7)
+    rng = torch.cuda.get_rng_state_all()
+    params = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    result = lrkit.range_test(
+        model, opt, _batches(), nn.functional.cross_entropy, steps=30, scaler=scaler
+    )
+    assert len(result.lrs) >= 10
+    assert all(torch.equal(a, b) for a, b in zip(rng, torch.cuda.get_rng_state_all(), strict=True))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, params[k]), k
+    assert not opt.state and scaler.state_dict() == torch.amp.GradScaler("cuda").state_dict()
+
+
+def test_trainer_resume_on_the_gpu_is_bitwise(tmp_path: Path) -> None:
+    # Deterministic cuBLAS needs its workspace setting before CUDA starts: a fresh process.
+    script = textwrap.dedent(
+        f"""
+        import torch
+        torch.use_deterministic_algorithms(True)
+        from lrkit.tasks import get_task
+        from lrkit.train import fit
+        task = get_task("wine-mlp")
+        common = dict(steps=40, eval_every=10, device="cuda", amp=True, seed=0)
+        ref = fit(task, **common)
+        calls = {{"n": 0}}
+        def failing(out, y):
+            calls["n"] += 1
+            if calls["n"] == 25:
+                raise RuntimeError("killed")
+            return task.loss_fn(out, y)
+        d = {str(tmp_path)!r}
+        try:
+            fit(task, loss_fn=failing, checkpoint_every=10, checkpoint_dir=d, **common)
+        except RuntimeError:
+            pass
+        again = fit(task, checkpoint_every=10, checkpoint_dir=d, resume=True, **common)
+        assert again.loss == ref.loss, (again.loss, ref.loss)
+        assert again.metric == ref.metric
+        print("bitwise")
+        """
+    )
+    env = {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bitwise" in proc.stdout
