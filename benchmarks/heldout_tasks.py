@@ -20,16 +20,11 @@ from collections.abc import Callable
 import numpy as np
 from torch import Tensor, nn
 
-from lrkit.tasks import (
-    Task,
-    TaskData,
-    _mnist1d_data,
-    _mse,
-    _table_data,
-    accuracy,
-    r2_score,
-)
-from lrkit.tasks import _cross_entropy as cross_entropy
+from lrkit.tasks import Task, TaskData, accuracy, r2_score
+from lrkit.tasks._base import cross_entropy
+from lrkit.tasks._base import mse as _mse
+from lrkit.tasks.data import mnist1d_data as _mnist1d_data
+from lrkit.tasks.data import table_data as _table_data
 
 __all__ = ["DESIGN", "TEST"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 import sys
 import textwrap
@@ -12,8 +13,19 @@ import pytest
 import torch
 from torch import nn
 
-import lrkit.tasks as tasks_mod
-from lrkit.tasks import Task, TaskData, accuracy, get_task, r2_score, register_task, task_names
+import lrkit.tasks as tasks_package
+from lrkit.tasks import (
+    Task,
+    TaskData,
+    accuracy,
+    get_task,
+    r2_score,
+    register_task,
+    registry,
+    task_names,
+)
+from lrkit.tasks import data as task_data
+from lrkit.tasks.builtin import BUILTIN_TASKS
 from lrkit.train.optimizers import build_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,11 +91,11 @@ def test_friedman_is_standardized_regression() -> None:
 
 def test_building_data_leaves_global_rngs_alone() -> None:
     builders = [
-        tasks_mod._mnist1d_data,
-        tasks_mod._digits_data,
-        tasks_mod._friedman_data,
-        tasks_mod._wine_data,
-        tasks_mod._breast_cancer_data,
+        task_data.mnist1d_data,
+        task_data.digits_data,
+        task_data.friedman_data,
+        task_data.wine_data,
+        task_data.breast_cancer_data,
     ]
     before = [b() for b in builders]
     for b in builders:
@@ -290,7 +302,7 @@ def test_a_missing_dependency_is_reported_as_itself(
 
 
 def test_register_task(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks_mod, "_REGISTRY", dict(tasks_mod._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     base = get_task("wine-mlp")
     register_task("wine-again", lambda: base)
     assert "wine-again" in task_names()
@@ -357,3 +369,43 @@ def test_each_task_trains_past_chance(name: str) -> None:
     assert after > floor, f"{name}: {after:.3f} after {epochs} epochs"
     assert after > before + 0.2
     assert task.target is not None and task.target > floor
+
+
+# -- the package ------------------------------------------------------------------------------
+
+
+def test_builtin_tasks_come_from_their_table_row() -> None:
+    for name, row in BUILTIN_TASKS.items():
+        task = get_task(name)
+        assert task.description == row.description and task.kind == row.kind
+        assert task.build_data is row.data and task.build_model is row.model
+        assert (task.optimizer, task.default_lr, task.target) == (
+            row.optimizer,
+            row.default_lr,
+            row.target,
+        )
+        assert (task.epochs, task.batch_size) == (row.epochs, row.batch_size)
+        assert task.metric_name == ("accuracy" if row.kind == "classification" else "r2")
+        assert task.metric_fn is (accuracy if row.kind == "classification" else r2_score)
+    assert sorted(BUILTIN_TASKS) == BUILTIN
+
+
+def _lrkit_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ["lrkit", "tasks"][: max(0, 3 - node.level)] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.update(f"{module}.{a.name}" for a in node.names)
+    return {n for n in names if n.split(".")[0] == "lrkit"}
+
+
+def test_tasks_import_nothing_above_them() -> None:
+    allowed = ("lrkit._extras", "lrkit._optimizers", "lrkit.tasks")
+    package = Path(tasks_package.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        for name in _lrkit_imports(path):
+            assert name.startswith(allowed), f"{path.name} imports {name}"

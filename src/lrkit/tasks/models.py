@@ -1,0 +1,60 @@
+"""The built-in tasks' models. Each builder returns a freshly initialized ``nn.Module`` drawn from
+the global torch RNG; :meth:`lrkit.tasks.Task.make_model` seeds it."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["digits_cnn", "mlp", "mnist1d_cnn"]
+
+
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
+    """Two hidden ReLU layers of width ``hidden``: ``n_in -> hidden -> hidden -> n_out``."""
+    return nn.Sequential(
+        nn.Linear(n_in, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, n_out),
+    )
+
+
+def mnist1d_cnn() -> nn.Module:
+    """A 4-layer 1-D CNN with BatchNorm for ``(N, 40)`` sequences, 10 classes."""
+    c = 32
+
+    def block(c_in: int, stride: int, kernel: int) -> list[nn.Module]:
+        return [
+            nn.Conv1d(c_in, c, kernel, stride=stride, padding=kernel // 2),
+            nn.BatchNorm1d(c),
+            nn.ReLU(),
+        ]
+
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 40)),  # (N, 40) -> (N, 1, 40)
+        *block(1, 1, 5),  # length 40
+        *block(c, 2, 3),  # length 20
+        *block(c, 2, 3),  # length 10
+        *block(c, 1, 3),  # length 10
+        nn.Flatten(),
+        nn.Linear(c * 10, 10),
+    )
+
+
+def digits_cnn() -> nn.Module:
+    """A 3-layer 2-D CNN with BatchNorm for ``(N, 1, 8, 8)`` images, 10 classes."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),  # 8x8
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 4x4
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
