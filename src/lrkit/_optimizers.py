@@ -1,48 +1,53 @@
-"""Optimizer names, their classes and their no-finder learning rates.
+"""The named optimizers: class, no-finder learning rate and what ``momentum`` sets, in one table.
 
-The ground floor under :mod:`lrkit.tasks` (which names a task's optimizer) and
-:mod:`lrkit.train.optimizers` (which builds one, knowing each optimizer's momentum and betas).
+The ground floor under :mod:`lrkit.tasks` (a task names its optimizer and takes its default
+learning rate from here) and :mod:`lrkit.train.optimizers` (which builds the optimizers).
 """
 
 from __future__ import annotations
 
+from typing import Literal, NamedTuple
+
 import torch
 
-__all__ = ["OPTIMIZERS", "check_optimizer_name", "default_lr"]
+__all__ = ["OPTIMIZERS", "SPECS", "OptimizerSpec", "check_optimizer_name", "default_lr"]
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "adamax": torch.optim.Adamax,
-    "adagrad": torch.optim.Adagrad,
-    "adadelta": torch.optim.Adadelta,
-    "rmsprop": torch.optim.RMSprop,
+
+class OptimizerSpec(NamedTuple):
+    """One row of :data:`SPECS`."""
+
+    cls: type[torch.optim.Optimizer]
+    lr: float
+    momentum: Literal["momentum", "beta1"] | None  # what ``momentum`` sets; None: nothing
+    default_momentum: float | None
+
+
+SPECS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(torch.optim.SGD, 0.1, "momentum", 0.9),
+    "adam": OptimizerSpec(torch.optim.Adam, 1e-3, "beta1", 0.9),
+    "adamw": OptimizerSpec(torch.optim.AdamW, 1e-3, "beta1", 0.9),
+    "adamax": OptimizerSpec(torch.optim.Adamax, 2e-3, "beta1", 0.9),
+    "adagrad": OptimizerSpec(torch.optim.Adagrad, 1e-2, None, None),
+    "adadelta": OptimizerSpec(torch.optim.Adadelta, 1.0, None, None),
+    "rmsprop": OptimizerSpec(torch.optim.RMSprop, 1e-3, "momentum", 0.0),
 }
+"""The one table of what lrkit knows about each named optimizer."""
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {k: v.cls for k, v in SPECS.items()}
 """Optimizer classes by the names :func:`lrkit.train.optimizers.build_optimizer` accepts."""
-
-_DEFAULT_LR = {
-    "sgd": 0.1,
-    "adam": 1e-3,
-    "adamw": 1e-3,
-    "adamax": 2e-3,
-    "adagrad": 1e-2,
-    "adadelta": 1.0,
-    "rmsprop": 1e-3,
-}
 
 
 def default_lr(name: str) -> float:
     """A sensible learning rate for optimizer ``name`` when no range test was run."""
-    return _DEFAULT_LR[check_optimizer_name(name)]
+    return SPECS[check_optimizer_name(name)].lr
 
 
 def check_optimizer_name(name: str) -> str:
-    """``name`` lower-cased if it is one of :data:`OPTIMIZERS`; ``ValueError`` otherwise."""
+    """``name`` lower-cased if it names an optimizer of :data:`SPECS`; ``ValueError`` otherwise."""
     key = name.lower() if isinstance(name, str) else name
-    if key not in OPTIMIZERS:
+    if key not in SPECS:
         raise ValueError(
-            f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)} or pass a "
+            f"unknown optimizer {name!r}; use one of {', '.join(SPECS)} or pass a "
             "callable(params) -> torch.optim.Optimizer"
         )
     return str(key)
