@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[test,lightning,huggingface,keras]"
+	$(PIP) -e ".[all,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -2,8 +2,9 @@
 
 lrkit's core needs only torch and numpy. Plotting (``lrkit[plot]``), the command line
 (``lrkit[cli]``), the built-in tasks (``lrkit[tasks]``) and each adapter are extras, imported
-when first used; :func:`require` and :func:`require_installed` turn a missing module into an
-``ImportError`` that names the extra, e.g. ``plotting needs matplotlib: pip install "lrkit[plot]"``.
+when first used; :func:`require` and :func:`require_installed` turn a missing module into a
+:class:`MissingExtraError` (an ``ImportError``) that names the extra, e.g.
+``plotting needs matplotlib: pip install "lrkit[plot]"``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-__all__ = ["require", "require_installed"]
+__all__ = ["MissingExtraError", "require", "require_installed"]
 
 _DISTRIBUTIONS = {"sklearn": "scikit-learn"}
 """Import names whose pip distribution is named differently."""
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
 def require(module: str, extra: str, what: str) -> ModuleType:
-    """Import ``module``; if it is not installed, raise ``ImportError`` naming ``lrkit[extra]``.
+    """Import ``module``; if it is not installed, raise :class:`MissingExtraError` naming
+    ``lrkit[extra]``.
 
     Args:
         module: Dotted module name, e.g. ``"matplotlib.figure"``.
@@ -40,7 +46,7 @@ def require(module: str, extra: str, what: str) -> ModuleType:
 
 def require_installed(module: str, extra: str, what: str) -> None:
     """Check that ``module`` can be imported, without importing it; if it cannot be found,
-    raise ``ImportError`` naming ``lrkit[extra]`` (see :func:`require`)."""
+    raise :class:`MissingExtraError` naming ``lrkit[extra]`` (see :func:`require`)."""
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -49,7 +55,7 @@ def require_installed(module: str, extra: str, what: str) -> None:
         raise _missing(module, extra, what)
 
 
-def _missing(module: str, extra: str, what: str) -> ImportError:
+def _missing(module: str, extra: str, what: str) -> MissingExtraError:
     top = module.partition(".")[0]
     package = _DISTRIBUTIONS.get(top, top)
-    return ImportError(f'{what} needs {package}: pip install "lrkit[{extra}]"', name=top)
+    return MissingExtraError(f'{what} needs {package}: pip install "lrkit[{extra}]"', name=top)

@@ -1,4 +1,5 @@
-"""Matplotlib helpers. Matplotlib is imported when a function here is called, never before."""
+"""Matplotlib helpers. Matplotlib is imported when a function here is called, never before; it is
+the ``lrkit[plot]`` extra, and without it these functions raise ``ImportError`` saying so."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._extras import require
 from .schedules import Hyper, Schedule
 
 if TYPE_CHECKING:
@@ -17,8 +19,13 @@ if TYPE_CHECKING:
 __all__ = ["new_axes", "new_figure", "plot_schedule", "save_axes", "save_figure"]
 
 
+def _require_matplotlib() -> None:
+    require("matplotlib", "plot", "plotting")
+
+
 def new_figure(width: float = 7.0, height: float = 3.6) -> Figure:
     """A figure that needs no display (no pyplot state, safe on headless machines)."""
+    _require_matplotlib()
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -27,6 +34,7 @@ def new_figure(width: float = 7.0, height: float = 3.6) -> Figure:
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> None:
     """Write ``fig`` to ``path`` (format from the suffix, Agg canvas), creating the folder."""
+    _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
@@ -39,6 +47,7 @@ def new_axes(target: Any, width: float = 7.0, height: float = 4.5) -> tuple[Axes
     """Resolve a plot target: an ``Axes`` is drawn into as is; a path gets a new display-free
     figure (see :func:`new_figure`) to be written there; ``None`` gets a new pyplot figure (for
     notebooks). Returns the axes and the path to write, if any."""
+    _require_matplotlib()
     from matplotlib.axes import Axes
 
     if isinstance(target, Axes):
@@ -55,6 +64,7 @@ def new_axes(target: Any, width: float = 7.0, height: float = 4.5) -> tuple[Axes
 
 def save_axes(ax: Axes, path: str | os.PathLike[str]) -> None:
     """Write the figure that holds ``ax`` to ``path``."""
+    _require_matplotlib()
     from matplotlib.figure import Figure
 
     fig: Any = ax.get_figure()
