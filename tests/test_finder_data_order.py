@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lrkit.finder import momentum_test, range_test, weight_decay_test
-from strategies_finder import mlp
+from strategies_finder import make_data, mlp
 
 FAST = {"steps": 15, "end_lr": 1.0}
 
@@ -102,3 +102,47 @@ def test_cli_weight_decay_test_with_identical_values_gives_identical_curves(
     curves = [r["losses"] for r in saved["results"]]
     assert len(curves) == 3
     assert curves[1] == curves[0] and curves[2] == curves[0]
+
+
+# -- a sweep that finds no clear descent extends itself -----------------------------------------
+
+
+class _SlowLearner(nn.Module):
+    """A one-weight model whose gradient is scaled down: it learns only over many steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w * x * 0.03
+
+
+def _slow_data() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(40):
+        x = torch.randn(32, 1, generator=g)
+        out.append((x, 3 * x + 0.5 * torch.randn(32, 1, generator=g)))
+    return out
+
+
+def test_a_sweep_without_clear_descent_extends_itself_once() -> None:
+    model = _SlowLearner()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kwargs = {"steps": 40, "start_lr": 1e-3, "end_lr": 30.0}
+    short = range_test(model, opt, _slow_data(), nn.functional.mse_loss, extend=1, **kwargs)
+    assert short.suggestion is None and short.suggestion_reason.startswith("no clear descent")
+    assert short.extended_from is None and len(short.lrs) == 40
+    longer = range_test(model, opt, _slow_data(), nn.functional.mse_loss, **kwargs)
+    assert longer.extended_from == 40 and len(longer.lrs) == 120
+    assert longer.suggestion is not None and 1.0 < longer.suggestion < 30.0
+    assert longer.lrs[0] == 1e-3 and longer.lrs[-1] == 30.0
+    assert float(model.w) == 0.0 and not opt.state  # restored after both sweeps
+
+
+def test_a_sweep_with_a_clear_descent_is_not_extended() -> None:
+    model, opt = _setup()
+    res = range_test(model, opt, make_data(), nn.functional.cross_entropy, steps=60)
+    assert res.suggestion is not None
+    assert res.extended_from is None and len(res.lrs) <= 60

@@ -50,7 +50,9 @@ def test_lr_sequence_linear_golden() -> None:
 def test_sweep_applies_the_sequence_to_the_optimizer() -> None:
     model, opt = _setup()
     rec = _LrRecorder(opt)
-    res = range_test(model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=12)
+    res = range_test(
+        model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=12, extend=1
+    )
     rec.handle.remove()
     expected = lr_sequence(1e-7, 1e-2, 12)
     np.testing.assert_allclose([r[0] for r in rec.lrs], expected, rtol=1e-12)
@@ -68,7 +70,7 @@ def test_param_groups_keep_their_ratios() -> None:
         momentum=0.9,
     )
     rec = _LrRecorder(opt)
-    range_test(model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=10)
+    range_test(model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=10, extend=1)
     rec.handle.remove()
     seen = np.array(rec.lrs)
     np.testing.assert_allclose(seen[:, 1], lr_sequence(1e-7, 1e-2, 10), rtol=1e-12)
@@ -149,7 +151,7 @@ def test_data_shorter_than_steps_is_cycled() -> None:
         seen.append(int(batch[1][0]) * 1000 + int(batch[0][0, 0] * 100))
         return nn.functional.cross_entropy(m(batch[0]), batch[1])
 
-    range_test(model, opt, data, step_fn=step_fn, end_lr=1e-3, steps=10)
+    range_test(model, opt, data, step_fn=step_fn, end_lr=1e-3, steps=10, extend=1)
     assert len(seen) == 10
     assert seen[:3] == seen[3:6] == seen[6:9]
 
@@ -190,7 +192,7 @@ def test_multi_input_tuples() -> None:
     model = Two()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     data = [(x, x * 2, y) for x, y in make_data()]
-    res = range_test(model, opt, data, nn.CrossEntropyLoss(), end_lr=1.0, steps=10)
+    res = range_test(model, opt, data, nn.CrossEntropyLoss(), end_lr=1.0, steps=10, extend=1)
     assert len(res.losses) == 10
 
 
@@ -235,7 +237,14 @@ def test_scaler_skipped_steps_do_not_advance_the_lr() -> None:
     rec = _LrRecorder(opt)
     before = capture(model, opt, scaler)
     res = range_test(
-        model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=12, scaler=scaler
+        model,
+        opt,
+        make_data(),
+        nn.CrossEntropyLoss(),
+        end_lr=1e-2,
+        steps=12,
+        scaler=scaler,
+        extend=1,
     )
     handle.remove()
     rec.handle.remove()
@@ -325,7 +334,9 @@ def test_progress_callback() -> None:
 
 def test_result_type() -> None:
     model, opt = _setup()
-    res = range_test(model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=10)
+    res = range_test(
+        model, opt, make_data(), nn.CrossEntropyLoss(), end_lr=1e-2, steps=10, extend=1
+    )
     assert isinstance(res, RangeTestResult)
     assert res.start_lr == 1e-7 and res.end_lr == 1e-2 and res.mode == "exp"
 
@@ -423,7 +434,9 @@ def test_repeats_of_different_lengths_share_the_common_range() -> None:
         loss = nn.functional.cross_entropy(m(batch[0]), batch[1])
         return loss * math.nan if calls["n"] == 12 else loss
 
-    res = range_test(model, opt, make_data(), step_fn=step_fn, end_lr=1.0, steps=20, repeats=2)
+    res = range_test(
+        model, opt, make_data(), step_fn=step_fn, end_lr=1.0, steps=20, repeats=2, extend=1
+    )
     assert res.repeat_stop_reasons == ["nan", "completed"]
     assert res.stop_reason == "nan"
     assert len(res.lrs) == len(res.losses) == 12

@@ -59,7 +59,7 @@ def test_completed_sweep_restores_everything(snapshot: str) -> None:
     _seed_globals()
     before = capture(model, opt)
     res = range_test(
-        model, opt, data, nn.CrossEntropyLoss(), end_lr=1e-2, steps=20, snapshot=snapshot
+        model, opt, data, nn.CrossEntropyLoss(), end_lr=1e-2, steps=20, snapshot=snapshot, extend=1
     )
     assert res.stop_reason == "completed"
     assert len(res.lrs) == 20

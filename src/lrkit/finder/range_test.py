@@ -257,6 +257,7 @@ def range_test(
     seed: int = 0,
     snapshot: SnapshotMode = "cpu",
     progress: ProgressFn | None = None,
+    extend: int = 3,
 ) -> RangeTestResult:
     """Run an LR range test and restore the model, optimizer, scaler and RNGs afterwards.
 
@@ -302,6 +303,10 @@ def range_test(
         seed: seed of the private generator that permutes batches for ``repeats > 1``.
         snapshot: keep the restore copy on the ``"cpu"`` or on ``"disk"`` (a temporary file).
         progress: ``progress(done, total, lr, loss)`` after every update.
+        extend: when the curve shows no clear descent (the model learns too slowly for the
+            sweep), run the test once more, from the same state, with ``extend`` times the
+            steps (so it costs at most ``1 + extend`` times ``steps``);
+            ``result.extended_from`` then holds the first sweep's length. 1 turns this off.
 
     Returns:
         A :class:`RangeTestResult` with the curves, ``stop_reason`` and the default suggestion.
@@ -317,9 +322,9 @@ def range_test(
     _check_args(
         start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats, snapshot
     )
+    _positive("extend", extend)
     _check_model_optimizer(model, optimizer)
     _check_callables(loss_fn, step_fn, metric_fn, val_data)
-    schedule = sweep_schedule(start_lr, end_lr, steps, mode)
     rng = RngState.capture(data, val_data)
     try:
         first_iter = _peek_checked(data, val_data, has_step_fn=step_fn is not None)
@@ -335,50 +340,105 @@ def range_test(
         accumulation_steps=accumulation_steps,
         scaler=scaler,
     )
-    sweeps: list[_Sweep] = []
-    args = (schedule, start_lr, end_lr, mode, smoothing, diverge)
+    test = _Test(engine, snap, data, first_iter, val_data, metric_fn, repeats, seed, progress)
+    settings = (start_lr, end_lr, mode, smoothing, diverge)
     try:
-        for r in range(repeats):
-            if r > 0:
-                snap.restore_training()
-            stream = BatchStream(
-                data,
-                first=first_iter if (r == 0 or isinstance(data, Iterator)) else None,
-                reorder=r > 0,
-                seed=seed + r,
-            )
-            sweep = _Sweep(
-                engine,
-                schedule,
-                steps,
-                smoothing=smoothing,
-                diverge=diverge,
-                val_data=val_data,
-                metric_fn=metric_fn,
-                progress=progress,
-                progress_offset=r * steps,
-                progress_total=steps * repeats,
-            )
-            sweeps.append(sweep)
-            sweep.run(stream)
+        result = test.run(steps, *settings)
+        if extend > 1 and _no_clear_descent(result):
             logger.info(
-                "range test repeat %d/%d: %d steps, stopped: %s, %d steps skipped by the scaler",
-                r + 1,
-                repeats,
-                len(sweep.scored),
-                sweep.stop_reason,
-                sweep.skipped,
+                "no clear descent in %d steps; sweeping again over %d", steps, extend * steps
             )
-            if sweep.stop_reason == "interrupted":
-                break
-    except BaseException as err:
-        _attach_partial(err, sweeps, *args)
-        raise
+            snap.restore()
+            result = test.run(extend * steps, *settings)
+            result.extended_from = steps
     finally:
         engine.close()
         snap.restore()
         snap.close()
-    return _assemble(sweeps, *args)
+    return result
+
+
+def _positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _no_clear_descent(result: RangeTestResult) -> bool:
+    return (
+        result.suggestion is None
+        and result.suggestion_reason.startswith("no clear descent")
+        and result.stop_reason in ("completed", "diverged", "nan")
+    )
+
+
+class _Test:
+    """The repeats of one range test, over one engine and snapshot."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        snap: TrainingSnapshot,
+        data: Iterable[Any],
+        first_iter: Iterator[Any] | None,
+        val_data: Iterable[Any] | None,
+        metric_fn: MetricFn | None,
+        repeats: int,
+        seed: int,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.engine, self.snap, self.data, self.first_iter = engine, snap, data, first_iter
+        self.val_data, self.metric_fn, self.repeats, self.seed = val_data, metric_fn, repeats, seed
+        self.progress = progress
+
+    def run(
+        self,
+        steps: int,
+        start_lr: float,
+        end_lr: float,
+        mode: Literal["exp", "linear"],
+        smoothing: float,
+        diverge: float,
+    ) -> RangeTestResult:
+        """Sweep ``repeats`` times over ``steps`` updates and assemble the result; an exception
+        from the caller's code carries the partial result as ``range_test_result``."""
+        schedule = sweep_schedule(start_lr, end_lr, steps, mode)
+        args = (schedule, start_lr, end_lr, mode, smoothing, diverge)
+        sweeps: list[_Sweep] = []
+        try:
+            for r in range(self.repeats):
+                if r > 0:
+                    self.snap.restore_training()
+                first = self.first_iter if (r == 0 or isinstance(self.data, Iterator)) else None
+                self.first_iter = None if not isinstance(self.data, Iterator) else self.first_iter
+                stream = BatchStream(self.data, first=first, reorder=r > 0, seed=self.seed + r)
+                sweep = _Sweep(
+                    self.engine,
+                    schedule,
+                    steps,
+                    smoothing=smoothing,
+                    diverge=diverge,
+                    val_data=self.val_data,
+                    metric_fn=self.metric_fn,
+                    progress=self.progress,
+                    progress_offset=r * steps,
+                    progress_total=steps * self.repeats,
+                )
+                sweeps.append(sweep)
+                sweep.run(stream)
+                logger.info(
+                    "range test repeat %d/%d: %d steps, stopped: %s, %d skipped by the scaler",
+                    r + 1,
+                    self.repeats,
+                    len(sweep.scored),
+                    sweep.stop_reason,
+                    sweep.skipped,
+                )
+                if sweep.stop_reason == "interrupted":
+                    break
+        except BaseException as err:
+            _attach_partial(err, sweeps, *args)
+            raise
+        return _assemble(sweeps, *args)
 
 
 def _check_callables(

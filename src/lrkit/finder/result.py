@@ -61,6 +61,8 @@ class RangeTestResult:
         suggestion_low, suggestion_high: its 10th-90th percentile uncertainty band.
         suggestion_reason: how it was found, or why there is none.
         smoothing, diverge, start_lr, end_lr, mode: the settings of the test.
+        extended_from: the steps of a first sweep that showed no clear descent, when the test
+            swept again with more steps (``range_test(extend=...)``); ``None`` otherwise.
     """
 
     lrs: FloatArray
@@ -80,6 +82,7 @@ class RangeTestResult:
     start_lr: float = math.nan
     end_lr: float = math.nan
     mode: str = "exp"
+    extended_from: int | None = None
 
     @classmethod
     def build(
@@ -269,6 +272,7 @@ class RangeTestResult:
             "start_lr": self.start_lr,
             "end_lr": self.end_lr,
             "mode": self.mode,
+            "extended_from": self.extended_from,
         }
 
     @classmethod
@@ -295,6 +299,7 @@ class RangeTestResult:
             start_lr=float(d.get("start_lr", math.nan)),
             end_lr=float(d.get("end_lr", math.nan)),
             mode=str(d.get("mode", "exp")),
+            extended_from=d.get("extended_from"),
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
