@@ -138,7 +138,7 @@ def test_a_sweep_without_clear_descent_extends_itself_once() -> None:
     assert longer.extended_from == 40 and len(longer.lrs) == 120
     assert longer.suggestion is not None and 1.0 < longer.suggestion < 30.0
     assert longer.lrs[0] == 1e-3 and longer.lrs[-1] == 30.0
-    assert float(model.w) == 0.0 and not opt.state  # restored after both sweeps
+    assert float(model.w.detach()) == 0.0 and not opt.state  # restored after both sweeps
 
 
 def test_a_sweep_with_a_clear_descent_is_not_extended() -> None:
