@@ -1,32 +1,43 @@
-"""The ``lrkit`` command line: a thin layer that parses options and calls the library."""
+"""The ``lrkit`` command line: a thin layer that parses options and calls the library.
+
+The command line is the ``lrkit[cli]`` extra (typer, rich, matplotlib). The typer app lives in
+:mod:`lrkit.cli._app` and is imported by :func:`main` (or as ``lrkit.cli.app``), so that without
+the extra the ``lrkit`` command says what to install instead of failing with a traceback.
+"""
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import TYPE_CHECKING
 
-from . import experiments as _experiments
-from . import find as _find
-from . import schedule as _schedule
+from lrkit._extras import MissingExtraError, require
 
-app = typer.Typer(
-    name="lrkit",
-    help="Find a learning rate, schedule it, and show the effect.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    import typer
 
-
-@app.callback()
-def _root() -> None:
-    """Find a learning rate, schedule it, and show the effect."""
-
-
-_schedule.register(app)
-_find.register(app)
-_experiments.register(app)
+__all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Entry point of the ``lrkit`` console script."""
-    app()
+    """Entry point of the ``lrkit`` console script and ``python -m lrkit``.
+
+    A missing optional dependency (the ``cli`` extra itself, or ``tasks``/``plot`` for a command
+    that needs one) prints one line naming the extra and exits with status 1.
+    """
+    try:
+        for module in ("typer", "rich"):
+            require(module, "cli", "the lrkit command")
+        from lrkit.cli._app import app
+
+        app()
+    except MissingExtraError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        from lrkit.cli._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
