@@ -36,6 +36,7 @@ from lrkit.engine import (
     peek,
     validate_batch,
 )
+from lrkit.finder._sweep_math import LossWatch, check_sweep_args
 from lrkit.finder.result import RangeTestResult, StopReason
 from lrkit.schedules import Schedule, geometric, linear
 
@@ -86,22 +87,7 @@ def _check_args(
     repeats: int,
     snapshot: str,
 ) -> None:
-    if mode not in ("exp", "linear"):
-        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
-    if not (math.isfinite(start_lr) and math.isfinite(end_lr)):
-        raise ValueError("start_lr and end_lr must be finite")
-    if mode == "exp" and start_lr <= 0:
-        raise ValueError(f"start_lr must be > 0 for an exponential sweep, got {start_lr}")
-    if start_lr < 0:
-        raise ValueError(f"start_lr must be >= 0, got {start_lr}")
-    if start_lr >= end_lr:
-        raise ValueError(f"start_lr ({start_lr}) must be smaller than end_lr ({end_lr})")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
-        raise ValueError(f"steps must be an int >= 10, got {steps!r}")
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-    if not diverge > 1.0:
-        raise ValueError(f"diverge must be > 1, got {diverge}")
+    check_sweep_args(start_lr, end_lr, steps, mode, smoothing, diverge)
     if (
         isinstance(accumulation_steps, bool)
         or not isinstance(accumulation_steps, int)
@@ -195,7 +181,8 @@ class _Sweep:
         exception propagates.
         """
         driver = Scheduler(self.engine.optimizer, lr=self.schedule)
-        avg, best, correction = 0.0, math.inf, 1.0
+        watch = LossWatch(self.beta, self.diverge)
+        self.smoothed = watch.smoothed
         try:
             self.engine.model.train()
             for i in range(self.steps):
@@ -217,19 +204,14 @@ class _Sweep:
                     self.val_losses.append(value)
                     self.metrics.append(math.nan if found is None else found.metric)
                 self.scored.append(value)
-                if not math.isfinite(value):
-                    self.smoothed.append(math.nan)
-                    self.stop_reason = "nan"
+                stop = watch.add(value)
+                if stop == "nan":
+                    self.stop_reason = stop
                     return
-                avg = self.beta * avg + (1.0 - self.beta) * value
-                correction *= self.beta
-                smooth = avg / (1.0 - correction) if self.beta > 0 else value
-                self.smoothed.append(smooth)
                 if self.progress is not None:
                     self.progress(self.progress_offset + i + 1, self.progress_total, lr, value)
-                best = min(best, smooth)
-                if smooth > best + (self.diverge - 1.0) * abs(best):
-                    self.stop_reason = "diverged"
+                if stop is not None:
+                    self.stop_reason = stop
                     return
                 driver.step()
         except KeyboardInterrupt:

@@ -71,8 +71,9 @@ class linear(Schedule):
     """Linear interpolation from ``start`` to ``end`` over ``steps`` updates.
 
     ``v(t) = start + (end - start) · min(t, steps) / steps``; ``v(steps) = end`` exactly and it
-    holds ``end`` afterwards (the linear sweep of the LR range test). Same values as PyTorch's ``LinearLR`` (with ``start_factor·base`` =
-    ``start``, ``end_factor·base`` = ``end``, ``total_iters`` = ``steps``).
+    holds ``end`` afterwards (the linear sweep of the LR range test). Same values as PyTorch's
+    ``LinearLR`` (with ``start_factor·base`` = ``start``, ``end_factor·base`` = ``end``,
+    ``total_iters`` = ``steps``).
     """
 
     name = "linear"

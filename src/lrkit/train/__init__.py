@@ -1,8 +1,9 @@
 """A small training loop with exact resume, optimizers by name, and the run's History.
 
-:func:`fit` runs a :class:`TrainConfig` (the settings in one place): it trains a built-in :class:`~lrkit.tasks.Task` (or your own model and loaders) with an
-optimizer driven by lrkit schedules, evaluates, checkpoints atomically, resumes bitwise-exactly
-after a kill, stops cleanly on divergence, and returns a :class:`History`.
+:func:`fit` runs a :class:`TrainConfig` (the settings in one place): it trains a built-in
+:class:`~lrkit.tasks.Task` (or your own model and loaders) with an optimizer driven by lrkit
+schedules, evaluates, checkpoints atomically, resumes bitwise-exactly after a kill, stops cleanly
+on divergence, and returns a :class:`History`.
 """
 
 from lrkit.engine import CHECKPOINT_NAME, checkpoint_path, load_checkpoint

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lrkit._extras import require
 from lrkit._threads import torch_threads
 from lrkit.driver import Scheduler, read_value
 from lrkit.engine import (
@@ -407,6 +408,7 @@ class _ProgressBar:
     """A rich progress bar with loss, lr and ETA."""
 
     def __init__(self, total: int, done: int) -> None:
+        require("rich", "cli", "fit(progress=True)")
         from rich.console import Console
         from rich.progress import (
             BarColumn,

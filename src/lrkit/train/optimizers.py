@@ -19,10 +19,14 @@ decoupled).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
+
+from lrkit._optimizers import OPTIMIZERS, default_lr
+from lrkit._optimizers import SPECS as _SPECS
+from lrkit._optimizers import check_optimizer_name as _check_name
 
 __all__ = [
     "OPTIMIZERS",
@@ -37,33 +41,6 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """``factory(params) -> Optimizer``: builds an optimizer over the model's parameters."""
 
 
-class _Spec(NamedTuple):
-    cls: type[torch.optim.Optimizer]
-    lr: float
-    momentum: Literal["momentum", "beta1"] | None  # what ``momentum`` sets; None: nothing
-    default_momentum: float | None
-
-
-_SPECS: dict[str, _Spec] = {
-    "sgd": _Spec(torch.optim.SGD, 0.1, "momentum", 0.9),
-    "adam": _Spec(torch.optim.Adam, 1e-3, "beta1", 0.9),
-    "adamw": _Spec(torch.optim.AdamW, 1e-3, "beta1", 0.9),
-    "adamax": _Spec(torch.optim.Adamax, 2e-3, "beta1", 0.9),
-    "adagrad": _Spec(torch.optim.Adagrad, 1e-2, None, None),
-    "adadelta": _Spec(torch.optim.Adadelta, 1.0, None, None),
-    "rmsprop": _Spec(torch.optim.RMSprop, 1e-3, "momentum", 0.0),
-}
-"""The one table of what lrkit knows about each named optimizer."""
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {k: v.cls for k, v in _SPECS.items()}
-"""Optimizer classes by the names :func:`build_optimizer` accepts."""
-
-
-def default_lr(name: str) -> float:
-    """A sensible learning rate for optimizer ``name`` when no range test was run."""
-    return _SPECS[_check_name(name)].lr
-
-
 def has_momentum(name: str) -> bool:
     """Whether optimizer ``name`` has a momentum (SGD, RMSprop) or a beta1 (Adam family)."""
     return _SPECS[_check_name(name)].momentum is not None
@@ -73,16 +50,6 @@ def cycles_momentum(name: str) -> bool:
     """Whether cyclical momentum (one-cycle's 0.95 → 0.85) applies to optimizer ``name`` as
     built by default: it has momentum and uses it (RMSprop's default momentum is 0)."""
     return bool(_SPECS[_check_name(name)].default_momentum)
-
-
-def _check_name(name: str) -> str:
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _SPECS:
-        raise ValueError(
-            f"unknown optimizer {name!r}; use one of {', '.join(_SPECS)} or pass a "
-            "callable(params) -> torch.optim.Optimizer"
-        )
-    return str(key)
 
 
 def build_optimizer(
