@@ -18,16 +18,21 @@ pytestmark = pytest.mark.slow
 
 
 def lrkit(
-    *args: str, cwd: Path, check: bool = True, timeout: float = 300
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    """``python -m lrkit ARGS`` in ``cwd``, 200 columns wide, with ``env`` added to the
+    environment; ``check`` fails the test on a non-zero exit."""
     proc = subprocess.run(
         [sys.executable, "-m", "lrkit", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"lrkit {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -181,8 +186,8 @@ def test_killed_sweep_resumes_without_redoing_or_losing_trials(tmp_path: Path) -
     html = (tmp_path / "pol" / "report.html").read_text()
     assert "triangular2" in html and "data:image/png;base64," in html
     # the same folder with another configuration is refused, not mixed
-    other = lrkit(*RUN[:-2], "--out", "pol", "--seeds", "3", cwd=tmp_path, check=False)
-    assert other.returncode == 2 and "another configuration" in other.stderr
+    other = lrkit(*RUN[:-2], "--out", "pol", "--epochs", "4", cwd=tmp_path, check=False)
+    assert other.returncode == 2 and "another configuration (differs in: steps)" in other.stderr
     rep = lrkit("report", "pol", "--out", "again.html", cwd=tmp_path)
     assert (tmp_path / "again.html").exists() and "again.html" in rep.stdout
 

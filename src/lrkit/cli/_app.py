@@ -7,6 +7,7 @@ import typer
 from . import experiments as _experiments
 from . import find as _find
 from . import schedule as _schedule
+from ._common import reflow_help
 
 app = typer.Typer(
     name="lrkit",
@@ -25,3 +26,4 @@ def _root() -> None:
 _schedule.register(app)
 _find.register(app)
 _experiments.register(app)
+reflow_help(app)

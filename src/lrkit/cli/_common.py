@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -16,6 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 if TYPE_CHECKING:
     from ..experiments.store import TrialRecord
@@ -24,10 +27,50 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+BAD_INPUT = 2
+"""Exit status for bad input: an invalid option, a missing or unwritable file."""
+TRIALS_FAILED = 1
+"""Exit status of an experiment in which some trials failed."""
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
 def fail(err: BaseException) -> typer.Exit:
     """Print a clear error and return the exit to raise (status 2)."""
-    err_console.print(f"[red]error:[/red] {err}")
-    return typer.Exit(2)
+    err_console.print(Text.assemble(("error:", "red"), f" {err}"), highlight=False)
+    return typer.Exit(BAD_INPUT)
+
+
+def interrupted(message: str) -> typer.Exit:
+    """Print what Ctrl-C left behind and return the exit to raise (status 130)."""
+    err_console.print(f"interrupted: {message}", highlight=False)
+    return typer.Exit(INTERRUPTED)
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+"""File types the plots can be written as (the type is taken from the suffix)."""
+
+
+def check_plot_file(path: Path, option: str = "--out") -> None:
+    """``ValueError`` unless ``path`` is a writable file with a plot suffix; nothing is written."""
+    from .._files import check_writable_file
+
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(
+            f"{option} {path}: the plot's file type comes from its suffix, and "
+            f"{path.suffix or 'no suffix'!r} is not one; use one of {', '.join(PLOT_SUFFIXES)}"
+        )
+    check_writable_file(path)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Join the lines of each paragraph of every command's help, so that the help wraps at the
+    terminal's width, not at the docstring's line breaks."""
+    for info in app.registered_commands:
+        text = info.help or (inspect.getdoc(info.callback) if info.callback else None)
+        if text:
+            paragraphs = inspect.cleandoc(text).split("\n\n")
+            info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 def _bar() -> Progress:
@@ -45,14 +88,21 @@ def _bar() -> Progress:
 
 @contextmanager
 def sweep_progress(description: str) -> Iterator[Callable[[TrialRecord, int, int], None]]:
-    """A progress bar fed by :func:`lrkit.experiments.run_trials`' ``progress`` callback."""
-    with _bar() as bar:
-        task = bar.add_task(description, total=None, info="")
+    """A progress bar fed by :func:`lrkit.experiments.run_trials`' ``progress`` callback; it
+    appears with the first finished trial, so bad input shows its error alone."""
+    bar = _bar()
+    task = bar.add_task(description, total=None, info="")
 
-        def update(rec: TrialRecord, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, info=f"{rec.key}: {rec.status}")
+    def update(rec: TrialRecord, done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total, info=f"{rec.key}: {rec.status}")
 
+    try:
         yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
 
 
 @contextmanager

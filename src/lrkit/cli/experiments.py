@@ -7,49 +7,123 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
-from ._common import console, fail, sweep_progress
+from ._common import TRIALS_FAILED, console, err_console, fail, interrupted, sweep_progress
 
 if TYPE_CHECKING:
     from ..experiments import RecipeRun
+    from ..experiments.summary import Arm
+
+
+def _status(arm: Arm) -> str:
+    order = ("ok", "diverged", "failed")
+    counts = sorted(
+        arm.statuses.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9
+    )
+    return ", ".join(f"{n} {status}" for status, n in counts)
 
 
 def print_run(run: RecipeRun) -> None:
-    """The summary table and findings of a finished recipe."""
-    from ..experiments.report import summary_rows
+    """The summary table and findings of a finished recipe, and the errors of failed trials."""
+    from ..experiments.report import summary_rows, task_target
+    from ..experiments.store import read_config
 
+    cfg = read_config(run.run_dir)
+    goal = task_target(str(cfg.get("metric_name", "metric")), cfg.get("target"))
     table = Table(title=f"{run.recipe}: mean ± std over seeds")
-    for col in ("arm", "final metric", "steps to task target", "reached", "train seconds"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
-    for row in summary_rows(run.arms):
+    cols = ("arm", "trials", "final metric", f"steps to {goal}", "reached", "train seconds")
+    for col in cols:
+        table.add_column(
+            col, justify="left" if col in ("arm", "trials") else "right", no_wrap=col == "arm"
+        )
+    for arm, row in zip(run.arms, summary_rows(run.arms), strict=True):
         table.add_row(
-            row["arm"], row["final"], row["steps_to_target"], row["reached"], row["seconds"]
+            row["arm"],
+            _status(arm),
+            row["final"],
+            row["steps_to_target"],
+            row["reached"],
+            row["seconds"],
         )
     console.print(table)
     for line in run.findings:
         console.print(f"• {line}", highlight=False)
+    failed = run.failed
+    if failed:
+        err_console.print(f"[red]{len(failed)} of {len(run.records)} trials failed:[/red]")
+        for rec in failed:
+            lines = (rec.error or "no error recorded").strip().splitlines()
+            err_console.print(f"  {rec.key}: {lines[-1]}", highlight=False, markup=False)
+        err_console.print(
+            f"Each full traceback is in {run.run_dir / 'trials.jsonl'}. Fix the cause and run the "
+            "same command again: the failed trials run again, the finished ones are kept.",
+            highlight=False,
+        )
 
 
 def run_and_report(
     description: str, job: Callable[..., RecipeRun], *, report: bool = True, **kwargs: Any
 ) -> None:
     """Run ``job(progress=..., log=..., **kwargs)`` under a progress bar, print its table and
-    findings, and write its report; bad input ends with a clear message and status 2."""
-    from ..experiments import write_report
+    findings, and write its report. Bad input ends with a clear message and status 2, failed
+    trials with status 1, Ctrl-C with status 130 and how to resume."""
+    from ..experiments import RunInterrupted, write_report
 
     try:
         with sweep_progress(description) as progress:
             run = job(progress=progress, log=_log, **kwargs)
     except (ValueError, TypeError) as err:
         raise fail(err) from err
+    except RunInterrupted as stop:
+        raise interrupted(
+            f"{stop}; run the same command again to resume (finished trials are kept)"
+        ) from None
+    except KeyboardInterrupt:
+        raise interrupted("nothing was run") from None
     print_run(run)
     if report:
         console.print(f"wrote {write_report(run.run_dir)}")
+    if run.failed:
+        raise typer.Exit(TRIALS_FAILED)
 
 
 def _log(line: str) -> None:
     console.print(line, highlight=False)
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def print_tasks() -> None:
+    """The built-in tasks: a table of their settings with the descriptions beside them, or
+    below them when the terminal is too narrow; task names are never cut."""
+    from ..tasks import get_task, task_names
+
+    cols = ("name", "kind", "metric", "optimizer", "batch", "epochs")
+    rows = []
+    for name in task_names():
+        t = get_task(name)
+        rows.append((name, t.kind, t.metric_name, t.optimizer, str(t.batch_size), str(t.epochs), t))
+    table = Table(title="built-in tasks", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, col in enumerate(cols):
+        width = max([len(col)] + [len(str(r[i])) for r in rows])
+        table.add_column(col, no_wrap=True, min_width=width)
+    beside = console.width >= console.measure(table).maximum + 40
+    if beside:
+        table.add_column("description", overflow="fold", ratio=1)
+    for *cells, t in rows:
+        table.add_row(*map(str, cells), *([t.description] if beside else []))
+    console.print(table)
+    if not beside:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for *cells, t in rows:
+            grid.add_row(str(cells[0]), t.description)
+        console.print(grid)
 
 
 def register(app: typer.Typer) -> None:
@@ -58,23 +132,7 @@ def register(app: typer.Typer) -> None:
     @app.command("tasks")
     def tasks_cmd() -> None:
         """List the built-in tasks."""
-        from ..tasks import get_task, task_names
-
-        table = Table(title="built-in tasks")
-        for col in ("name", "kind", "metric", "optimizer", "batch", "epochs", "description"):
-            table.add_column(col)
-        for name in task_names():
-            t = get_task(name)
-            table.add_row(
-                name,
-                t.kind,
-                t.metric_name,
-                t.optimizer,
-                str(t.batch_size),
-                str(t.epochs),
-                t.description,
-            )
-        console.print(table)
+        print_tasks()
 
     @app.command("run")
     def run_cmd(
@@ -144,8 +202,8 @@ def register(app: typer.Typer) -> None:
             f"compare on {task}",
             compare,
             task=task,
-            optimizers=[o.strip() for o in optimizers.split(",") if o.strip()],
-            schedules=[x.strip() for x in schedules.split(",") if x.strip()],
+            optimizers=_names(optimizers),
+            schedules=_names(schedules),
             seeds=seeds,
             out=out,
             epochs=epochs,
@@ -161,9 +219,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Write one self-contained HTML report of a run directory."""
+        from .._files import check_writable_file
         from ..experiments import write_report
 
         try:
+            check_writable_file(out if out is not None else run_dir / "report.html")
             path = write_report(run_dir, out)
         except (ValueError, TypeError) as err:
             raise fail(err) from err

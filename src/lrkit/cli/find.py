@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from .._files import atomic_write_text
-from ._common import console, fail, fmt, range_test_progress
+from .._files import atomic_write_text, check_writable_dir
+from ._common import console, fail, fmt, interrupted, range_test_progress
 
 if TYPE_CHECKING:
     from ..experiments.trial import HyperName
@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         if test not in ("lr", "weight-decay", "momentum"):
             raise fail(ValueError(f"--test must be lr, weight-decay or momentum, not {test!r}"))
         try:
+            check_writable_dir(out)
             grid = _parse_values(values)
             if grid is not None and test == "lr":
                 raise ValueError("--values applies to --test weight-decay or momentum only")
@@ -103,9 +104,17 @@ def register(app: typer.Typer) -> None:
                 )
         except (ValueError, TypeError) as err:
             raise fail(err) from err
+        except KeyboardInterrupt:
+            raise interrupted("before the range test started; nothing was written") from None
         out.mkdir(parents=True, exist_ok=True)
         result.plot(out / "range_test.png")
         result.to_json(out / "range_test.json")
+        if result.stop_reason == "interrupted":
+            raise interrupted(
+                f"the range test stopped after {len(result.lrs)} of {steps} steps; "
+                f"the partial curve is in {out / 'range_test.png'} and "
+                f"{out / 'range_test.json'}; an interrupted test suggests no learning rate"
+            )
         console.print(
             f"{t.name}: {len(result.lrs)} steps, stopped: {result.stop_reason}", highlight=False
         )
@@ -178,6 +187,8 @@ def _hyper(
     png, js = out / f"{name}_test.png", out / f"{name}_test.json"
     result.plot(png)
     atomic_write_text(js, json.dumps(result.to_dict(), indent=1))
+    if any(res.stop_reason == "interrupted" for res in result.results):
+        raise interrupted(f"the partial curves are in {png} and {js}; no value is recommended")
     table = Table(title=f"{label} test on {t.name}")
     for col in (label, "lowest loss (smoothed)", "lrkit lr", "stopped"):
         table.add_column(col)

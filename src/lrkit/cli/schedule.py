@@ -117,12 +117,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("schedule")
     def schedule_cmd(
-        kind: Annotated[Kind, typer.Argument(help="Which schedule to draw.")],
+        kind: Annotated[
+            Kind,
+            typer.Argument(
+                metavar="KIND",
+                show_choices=False,
+                help="Which schedule to draw: " + ", ".join(k.value for k in Kind) + ".",
+            ),
+        ],
         peak: Annotated[float, typer.Option(help="Largest learning rate.")] = 0.1,
         steps: Annotated[
             int, typer.Option(help="Optimizer steps to draw (schedule length).")
         ] = 1000,
-        out: Annotated[Path, typer.Option(help="Where to write the PNG.")] = Path("schedule.png"),
+        out: Annotated[
+            Path, typer.Option(help="Where to write the plot (.png, .svg or .pdf).")
+        ] = Path("schedule.png"),
         base: Annotated[
             float | None, typer.Option(help="Lowest LR of a cycle / one-cycle start.")
         ] = None,
@@ -135,7 +144,13 @@ def register(app: typer.Typer) -> None:
         pct_start: Annotated[float, typer.Option(help="One-cycle: share of the rise.")] = 0.3,
         anneal: Annotated[str, typer.Option(help="One-cycle: cos or linear.")] = "cos",
         three_phase: Annotated[bool, typer.Option(help="One-cycle: three phases.")] = False,
-        no_momentum: Annotated[bool, typer.Option(help="Do not cycle momentum.")] = False,
+        momentum: Annotated[
+            bool,
+            typer.Option(
+                "--momentum/--no-momentum",
+                help="Cycle momentum (0.95 to 0.85) with one-cycle and the cyclic schedules.",
+            ),
+        ] = True,
         cycle_steps: Annotated[int | None, typer.Option(help="SGDR: first cycle length.")] = None,
         cycle_mult: Annotated[int, typer.Option(help="SGDR: cycle length multiplier.")] = 1,
         warmup_steps: Annotated[int | None, typer.Option(help="Warmup length.")] = None,
@@ -150,13 +165,15 @@ def register(app: typer.Typer) -> None:
         log: Annotated[bool, typer.Option(help="Log-scale LR axis.")] = False,
     ) -> None:
         """Draw a schedule (learning rate, and momentum when cycled) to a PNG."""
+        from ..experiments.trial import check_values
         from ..plot import plot_schedule
-        from ._common import fail
+        from ._common import check_plot_file, fail
 
         console = Console()
         try:
+            check_plot_file(out)
             if spec is not None:
-                sched: Schedule | Hyper = S.from_dict(json.loads(spec.read_text()))
+                sched: Schedule | Hyper = _read_spec(spec)
             else:
                 sched = build(
                     kind,
@@ -170,13 +187,14 @@ def register(app: typer.Typer) -> None:
                     pct_start=pct_start,
                     anneal=anneal,
                     three_phase=three_phase,
-                    momentum=None if no_momentum else (0.95, 0.85),
+                    momentum=(0.95, 0.85) if momentum else None,
                     cycle_steps=cycle_steps,
                     cycle_mult=cycle_mult,
                     warmup_steps=warmup_steps,
                     decay_steps=decay_steps,
-                    milestones=[int(m) for m in milestones.split(",")] if milestones else None,
+                    milestones=_parse_milestones(milestones),
                 )
+            check_values(sched, steps, "the schedule")
         except (ValueError, TypeError) as err:
             raise fail(err) from err
         plot_schedule(sched, steps, out, log=log)
@@ -195,3 +213,38 @@ def register(app: typer.Typer) -> None:
             table.add_row(*row)
         console.print(table)
         console.print(f"wrote {out}")
+
+
+def _read_spec(spec: Path) -> Schedule | Hyper:
+    try:
+        text = spec.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(
+            f"--spec {spec}: cannot read the file ({err.strerror or err}); give the path of a "
+            "JSON file written from Schedule.to_dict()"
+        ) from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"--spec {spec} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--spec {spec} must hold a JSON object from Schedule.to_dict()")
+    try:
+        return S.from_dict(data)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"--spec {spec} does not describe a schedule: {err}") from None
+
+
+def _parse_milestones(milestones: str | None) -> list[int] | None:
+    if milestones is None:
+        return None
+    try:
+        out = [int(m) for m in milestones.split(",") if m.strip()]
+    except ValueError:
+        out = []
+    if not out:
+        raise ValueError(
+            f"--milestones must be whole step numbers separated by commas, e.g. 500,750; "
+            f"got {milestones!r}"
+        )
+    return out

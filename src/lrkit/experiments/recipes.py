@@ -488,9 +488,9 @@ def _execute(
         except KeyboardInterrupt:
             done = len(rd.done() & keys)
             raise RunInterrupted(rd.path, done, len(trials)) from None
-    arms = group_arms(records)
-    findings = ctx.notes + recipe.findings(ctx, arms)
-    write_findings(rd.path, findings)
+        arms = group_arms(records)
+        findings = ctx.notes + recipe.findings(ctx, arms)
+        write_findings(rd.path, findings)
     return RecipeRun(recipe.name, rd.path, records, arms, findings, rerun)
 
 
