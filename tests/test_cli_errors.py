@@ -187,7 +187,7 @@ def test_ctrl_c_on_run_stops_the_workers_and_says_how_to_resume(tmp_path: Path) 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     err = " ".join(err.split())
-    done = re.search(r"interrupted (\d) of 4 trials; results are kept in cmp", err)
+    done = re.search(r"interrupted: (\d) of 4 trials are done and stored in cmp", err)
     assert done is not None, err
     assert int(done.group(1)) == stored(tmp_path / "cmp") < 4
     assert "run the same command again to resume" in err and "Traceback" not in err

@@ -397,8 +397,11 @@ class RunInterrupted(KeyboardInterrupt):
     and the same call resumes it."""
 
     def __init__(self, run_dir: Path, done: int, total: int | None) -> None:
-        stored = "before the trials started" if total is None else f"{done} of {total} trials"
-        super().__init__(f"interrupted {stored}; results are kept in {run_dir}")
+        if total is None:
+            text = f"stopped before the trials started; {run_dir} keeps what finished"
+        else:
+            text = f"{done} of {total} trials are done and stored in {run_dir}"
+        super().__init__(text)
         self.run_dir = run_dir
         self.done = done
         self.total = total

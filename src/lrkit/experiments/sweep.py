@@ -59,8 +59,11 @@ def _ignore_sigint() -> None:
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    for proc in list(pool._processes.values()):
+    procs = list(pool._processes.values())
+    for proc in procs:
         proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
     pool.shutdown(wait=False, cancel_futures=True)
 
 
