@@ -149,6 +149,26 @@ def test_run_dir_grows_seeds_and_arms_but_refuses_other_changes(tmp_path: Path) 
     assert (tmp_path / "config.json").read_bytes() == before
 
 
+def test_output_folders_are_checked_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrkit._files import check_writable_dir, check_writable_file
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"file is a file, not a folder"):
+        check_writable_dir(tmp_path / "file")
+    with pytest.raises(ValueError, match=r"cannot create the folder .*file/sub: .*file is a file"):
+        check_writable_dir(tmp_path / "file" / "sub")
+    (tmp_path / "report.html").mkdir()
+    with pytest.raises(ValueError, match=r"report.html is a folder"):
+        check_writable_file(tmp_path / "report.html")
+    check_writable_dir(tmp_path / "new" / "deeper")  # can be made: fine, and nothing is made
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a read-only folder
+    with pytest.raises(ValueError, match=r"cannot write to .*new: the folder .* is read-only"):
+        check_writable_dir(tmp_path / "new")
+
+
 def test_corrupt_config_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"recipe": ')
     for make in (lambda: RunDir(tmp_path), lambda: RunDir(tmp_path, {"recipe": "x"})):
