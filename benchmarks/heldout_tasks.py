@@ -311,11 +311,11 @@ def _cnn_plain() -> nn.Module:
 
 
 class _PatchAttention(nn.Module):
-    """A length-40 signal as 20 patches of 2, embedded to 32, plus learned positions; two pre-norm
+    """A length-40 signal as 10 patches of 4, embedded to 32, plus learned positions; two pre-norm
     self-attention layers (``nn.TransformerEncoderLayer``: 4 heads, feed-forward 64, no dropout);
     mean over patches; a linear head."""
 
-    def __init__(self, patch: int = 2, d_model: int = 32, n_out: int = 10) -> None:
+    def __init__(self, patch: int = 4, d_model: int = 32, n_out: int = 10) -> None:
         super().__init__()
         self.patch = patch
         self.embed = nn.Linear(patch, d_model)
@@ -366,15 +366,15 @@ class _ResBlock1d(nn.Module):
 def _resnet1d() -> nn.Module:
     return nn.Sequential(
         nn.Unflatten(1, (1, 40)),
-        nn.Conv1d(1, 32, 5, padding=2, bias=False),
-        nn.BatchNorm1d(32),
+        nn.Conv1d(1, 16, 5, padding=2, bias=False),
+        nn.BatchNorm1d(16),
         nn.ReLU(),
-        _ResBlock1d(32, 32, 1),
-        _ResBlock1d(32, 64, 2),
-        _ResBlock1d(64, 64, 2),
+        _ResBlock1d(16, 16, 1),
+        _ResBlock1d(16, 32, 2),
+        _ResBlock1d(32, 32, 2),
         nn.AdaptiveAvgPool1d(1),
         nn.Flatten(),
-        nn.Linear(64, 10),
+        nn.Linear(32, 10),
     )
 
 
@@ -625,7 +625,7 @@ def mnist1d_attention() -> Task:
         batch_size=128,
         epochs=10,
         optimizer="adamw",
-        description="MNIST-1D as 20 patches of 2 through two pre-norm self-attention layers",
+        description="MNIST-1D as 10 patches of 4 through two pre-norm self-attention layers",
     )
 
 
@@ -649,7 +649,7 @@ def tabular_embed_mlp() -> Task:
         _tabular_mixed,
         classify=True,
         batch_size=64,
-        epochs=6,
+        epochs=12,
         optimizer="sgd",
         description="make_classification with four categorical columns fed through embeddings",
     )
@@ -662,7 +662,7 @@ def digits_autoencoder() -> Task:
         _digits_autoencoder,
         classify=False,
         batch_size=64,
-        epochs=20,
+        epochs=40,
         optimizer="sgd",
         description="digits reconstructed through a 16-unit MLP bottleneck, scored by r2",
     )
