@@ -53,7 +53,8 @@ from lrkit import schedules as S
 from lrkit.experiments import RunDir, Trial, run_trial, run_trials
 from lrkit.experiments.recipes import steps_to
 from lrkit.experiments.store import TrialRecord
-from lrkit.experiments.trial import encode_lr, find_lr
+from lrkit.experiments.trial import encode_lr
+from lrkit.finder.task import find_lr
 from lrkit.tasks import Task, get_task
 from lrkit.train.history import History
 

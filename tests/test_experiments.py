@@ -212,7 +212,7 @@ def test_lock_names_its_holder_and_a_dead_holder_never_blocks(tmp_path: Path) ->
 def test_corrupt_range_test_cache_is_run_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from lrkit.experiments import find_lr
+    from lrkit.finder.task import find_lr
 
     cache = tmp_path / "rt.json"
     cache.write_text('{"lrs": [1e-7, ')  # cut short

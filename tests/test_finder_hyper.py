@@ -195,7 +195,7 @@ def test_cli_table_prints_the_carried_lowest_loss(
 ) -> None:
     from typer.testing import CliRunner
 
-    import lrkit.experiments.trial as trial
+    import lrkit.finder.task as trial
     from lrkit.cli import app
 
     res = _wd_result()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +10,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from .schedules import Hyper, Schedule
+from .schedules import Hyper, Schedule, first_invalid
 
 __all__ = ["Scheduler"]
 
@@ -40,16 +39,15 @@ class _Table:
         i = t - self.lo
         if self.lo < 0 or not 0 <= i < len(self.values):
             values = [v * self.ratio for v in self.schedule.table(t, t + _BLOCK)]
-            for k, v in enumerate(values):
-                if not (v >= 0.0 and math.isfinite(v)):
-                    if k == 0:
-                        raise ValueError(
-                            f"the {self.name} schedule {self.schedule!r} gives {v} at step {t}; "
-                            f"{self.name} must be finite and >= 0. Fix the schedule (for a "
-                            "custom function, check it over every step it will be asked for)"
-                        )
-                    values = values[:k]
-                    break
+            k = first_invalid(values)
+            if k == 0:
+                raise ValueError(
+                    f"the {self.name} schedule {self.schedule!r} gives {values[0]} at step {t}; "
+                    f"{self.name} must be finite and >= 0. Fix the schedule (for a custom "
+                    "function, check it over every step it will be asked for)"
+                )
+            if k is not None:
+                values = values[:k]
             self.lo = t
             self.values = values
             i = 0

@@ -13,7 +13,7 @@ from .._files import atomic_write_text, check_writable_dir
 from ._common import console, fail, fmt, interrupted, range_test_progress
 
 if TYPE_CHECKING:
-    from ..experiments.trial import HyperName
+    from ..finder.task import HyperName
     from ..tasks import Task
 
 
@@ -62,8 +62,8 @@ def register(app: typer.Typer) -> None:
         With --test weight-decay or --test momentum, run Smith's test instead and print each
         value's lowest loss and suggestion with the recommended value.
         """
-        from ..experiments.trial import find_lr
         from ..finder import METHODS
+        from ..finder.task import find_lr
         from ..tasks import get_task
 
         if test not in ("lr", "weight-decay", "momentum"):
@@ -165,7 +165,7 @@ def _hyper(
     end_lr: float,
     out: Path,
 ) -> None:
-    from ..experiments.trial import hyper_test_task
+    from ..finder.task import hyper_test_task
 
     name: HyperName = "weight_decay" if test == "weight-decay" else "momentum"
     label = name.replace("_", " ")

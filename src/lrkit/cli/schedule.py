@@ -15,101 +15,8 @@ from rich.table import Table
 from .. import schedules as S
 from ..schedules import Hyper, Schedule
 
-
-class Kind(str, Enum):
-    """Schedules the command can build from options."""
-
-    one_cycle = "one-cycle"
-    triangular = "triangular"
-    triangular2 = "triangular2"
-    exp_range = "exp-range"
-    cosine = "cosine"
-    warmup_cosine = "warmup-cosine"
-    sgdr = "sgdr"
-    wsd = "wsd"
-    step = "step"
-    multistep = "multistep"
-    exponential = "exponential"
-    linear = "linear"
-    polynomial = "polynomial"
-    constant = "constant"
-
-
-def build(
-    kind: Kind,
-    *,
-    peak: float,
-    steps: int,
-    base: float | None = None,
-    end: float | None = None,
-    step_size: int | None = None,
-    gamma: float | None = None,
-    window: str = "triangular",
-    pct_start: float = 0.3,
-    anneal: str = "cos",
-    three_phase: bool = False,
-    momentum: tuple[float, float] | None = (0.95, 0.85),
-    cycle_steps: int | None = None,
-    cycle_mult: int = 1,
-    warmup_steps: int | None = None,
-    decay_steps: int | None = None,
-    milestones: list[int] | None = None,
-) -> Schedule | Hyper:
-    """Build the schedule named ``kind`` from command-line style options.
-
-    ``peak`` is the largest value; ``steps`` the number of optimizer steps to draw and, for
-    finite schedules, their length. Unset options get the defaults the papers use.
-    """
-    half = step_size if step_size is not None else max(1, steps // 8)
-    low = base if base is not None else peak / 4.0
-    if kind is Kind.one_cycle:
-        return S.one_cycle(
-            peak,
-            steps,
-            start=base,
-            end=end,
-            pct_start=pct_start,
-            anneal=anneal,  # type: ignore[arg-type]
-            three_phase=three_phase,
-            momentum=momentum,
-        )
-    if kind in (Kind.triangular, Kind.triangular2, Kind.exp_range):
-        mode = {"triangular": "triangular", "triangular2": "triangular2", "exp-range": "exp_range"}
-        lr = S.cyclic(
-            low,
-            peak,
-            half,
-            mode=mode[kind.value],  # type: ignore[arg-type]
-            gamma=gamma if gamma is not None else 0.999,
-            window=window,  # type: ignore[arg-type]
-        )
-        if momentum is None:
-            return lr
-        return Hyper(lr=lr, momentum=lr.momentum(*momentum))
-    if kind is Kind.cosine:
-        return S.cosine(peak, steps, end=end or 0.0)
-    if kind is Kind.warmup_cosine:
-        w = warmup_steps if warmup_steps is not None else max(1, steps // 20)
-        return S.warmup(S.cosine(peak, steps - w, end=end or 0.0), w)
-    if kind is Kind.sgdr:
-        c = cycle_steps if cycle_steps is not None else max(1, steps // 7)
-        return S.sgdr(peak, end or 0.0, c, cycle_mult)
-    if kind is Kind.wsd:
-        w = warmup_steps if warmup_steps is not None else max(1, steps // 20)
-        d = decay_steps if decay_steps is not None else max(1, steps // 5)
-        return S.wsd(peak, steps, w, d, end=end or 0.0)
-    if kind is Kind.step:
-        return S.step(peak, step_size or max(1, steps // 3), gamma if gamma is not None else 0.1)
-    if kind is Kind.multistep:
-        ms = milestones or [steps // 2, steps * 3 // 4]
-        return S.multistep(peak, tuple(ms), gamma if gamma is not None else 0.1)
-    if kind is Kind.exponential:
-        return S.exponential(peak, gamma if gamma is not None else 0.01 ** (1.0 / steps))
-    if kind is Kind.linear:
-        return S.linear(peak, end or 0.0, steps)
-    if kind is Kind.polynomial:
-        return S.polynomial(peak, end or 0.0, steps, power=2.0)
-    return S.constant(peak)
+Kind = Enum("Kind", {n.replace("-", "_"): n for n in S.NAMES}, type=str)  # type: ignore[misc]
+"""Schedules the command can build from options (:data:`lrkit.schedules.NAMES`)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -165,8 +72,8 @@ def register(app: typer.Typer) -> None:
         log: Annotated[bool, typer.Option(help="Log-scale LR axis.")] = False,
     ) -> None:
         """Draw a schedule (learning rate, and momentum when cycled) to a PNG."""
-        from ..experiments.trial import check_values
         from ..plot import plot_schedule
+        from ..schedules import check_values
         from ._common import check_plot_file, fail
 
         console = Console()
@@ -175,8 +82,8 @@ def register(app: typer.Typer) -> None:
             if spec is not None:
                 sched: Schedule | Hyper = _read_spec(spec)
             else:
-                sched = build(
-                    kind,
+                sched = S.named(
+                    kind.value,
                     peak=peak,
                     steps=steps,
                     base=base,

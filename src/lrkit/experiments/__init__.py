@@ -16,7 +16,7 @@ from .report import write_report
 from .store import RunDir, TrialRecord
 from .summary import Arm, group_arms, mean_std
 from .sweep import Trial, run_trials
-from .trial import find_lr, run_trial
+from .trial import run_trial
 
 __all__ = [
     "RECIPES",
@@ -28,7 +28,6 @@ __all__ = [
     "Trial",
     "TrialRecord",
     "compare",
-    "find_lr",
     "get_recipe",
     "group_arms",
     "mean_std",

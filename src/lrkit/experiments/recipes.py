@@ -14,14 +14,15 @@ from .. import schedules as S
 from .._files import check_writable_dir
 from ..finder import RangeTestResult
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
-from ..schedules import Hyper, Schedule
+from ..finder.task import find_lr
+from ..schedules import Hyper, Schedule, check_values
 from ..tasks import Task, get_task
-from ..train.optimizers import OPTIMIZERS
+from ..train.optimizers import OPTIMIZERS, cycles_momentum
 from .report import write_findings
 from .store import RunDir, TrialRecord, check_config, locked
 from .summary import Arm, group_arms, mean_std, ranking_findings, speedup_findings, steps_to
 from .sweep import ProgressFn, Trial, check_workers, run_trials
-from .trial import check_values, decode_lr, encode_lr, find_lr, run_trial, task_lr
+from .trial import decode_lr, encode_lr, run_trial
 
 __all__ = [
     "RECIPES",
@@ -156,7 +157,7 @@ def _clr_vs_fixed(ctx: Context) -> list[Trial]:
     base, peak = ctx.bounds(opt, "cyclic")
     half = ctx.cycle_length()
     clr = S.triangular(base, peak, half)
-    return ctx.trials("fixed", opt, task_lr(ctx.task, opt)) + ctx.trials(
+    return ctx.trials("fixed", opt, ctx.task.lr_for(opt)) + ctx.trials(
         "triangular", opt, clr, steps=ctx.whole_cycles(half)
     )
 
@@ -169,7 +170,7 @@ def _policies(ctx: Context) -> list[Trial]:
     n = ctx.whole_cycles(half)
     gamma = 0.1 ** (1.0 / n)  # exp_range: the amplitude shrinks to a tenth over the run
     decrease = S.repeat(S.linear(peak, base, half))
-    trials = ctx.trials("fixed", opt, task_lr(ctx.task, opt), steps=n)
+    trials = ctx.trials("fixed", opt, ctx.task.lr_for(opt), steps=n)
     trials += ctx.trials("triangular", opt, S.triangular(base, peak, half), steps=n)
     trials += ctx.trials("triangular2", opt, S.triangular2(base, peak, half), steps=n)
     trials += ctx.trials("exp_range", opt, S.exp_range(base, peak, half, gamma), steps=n)
@@ -184,7 +185,7 @@ ADAPTIVE = ("adagrad", "adadelta", "rmsprop", "adam", "adamax")
 def _optimizers(ctx: Context) -> list[Trial]:
     trials: list[Trial] = []
     for opt in ADAPTIVE:
-        trials += ctx.trials(opt, opt, task_lr(ctx.task, opt))
+        trials += ctx.trials(opt, opt, ctx.task.lr_for(opt))
     base, peak = ctx.bounds("sgd", "cyclic")
     half = ctx.cycle_length()
     trials += ctx.trials(
@@ -197,7 +198,7 @@ def _optimizers(ctx: Context) -> list[Trial]:
 def _super_convergence(ctx: Context) -> list[Trial]:
     opt = ctx.task.optimizer
     base, peak = ctx.bounds(opt, "one_cycle")
-    lr0 = task_lr(ctx.task, opt)
+    lr0 = ctx.task.lr_for(opt)
     n = ctx.steps
     short = max(10, n // 4)
     trials = ctx.trials("constant", opt, lr0)
@@ -252,7 +253,7 @@ def _baseline_findings(ctx: Context, arms: list[Arm]) -> list[str]:
 def _demo(ctx: Context) -> list[Trial]:
     opt = ctx.task.optimizer
     base, peak = ctx.bounds(opt, "one_cycle")
-    lr0 = task_lr(ctx.task, opt)
+    lr0 = ctx.task.lr_for(opt)
     return ctx.trials(f"constant lr={lr0:g}", opt, lr0) + ctx.trials(
         f"one-cycle peak={peak:.3g}", opt, S.one_cycle(peak, ctx.steps, start=base)
     )
@@ -588,6 +589,7 @@ SCHEDULE_NAMES = (
     "cosine",
     "warmup-cosine",
     "step",
+    "multistep",
 )
 
 
@@ -605,26 +607,19 @@ def _check_names(what: str, names: Sequence[str], known: Sequence[str]) -> None:
 
 
 def _named_schedule(ctx: Context, opt: str, name: str) -> tuple[float | Schedule | Hyper, int]:
+    """A schedule of :func:`lrkit.schedules.named` for ``compare``: the no-finder LR for the
+    constant and step decays, Smith's bounds from the range test for the others (cyclical
+    momentum with one-cycle where the optimizer uses momentum), whole cycles for the waves."""
     n = ctx.steps
-    if name == "constant":
-        return task_lr(ctx.task, opt), n
-    if name == "step":
-        lr0 = task_lr(ctx.task, opt)
-        return S.multistep(lr0, (n // 2, n * 3 // 4)), n
-    kind = "one_cycle" if name in ("one-cycle", "cosine", "warmup-cosine") else "cyclic"
-    base, peak = ctx.bounds(opt, kind)
-    momentum = (0.95, 0.85) if opt in ("sgd", "adam", "adamw", "adamax") else None
-    if name == "one-cycle":
-        return S.one_cycle(peak, n, start=base, momentum=momentum), n
-    if name == "cosine":
-        return S.cosine(peak, n), n
-    if name == "warmup-cosine":
-        w = max(1, n // 20)
-        return S.warmup(S.cosine(peak, n - w), w), n
+    if name in ("constant", "step", "multistep"):
+        return S.named(name, peak=ctx.task.lr_for(opt), steps=n), n
+    cyclic = name in ("triangular", "triangular2")
+    base, peak = ctx.bounds(opt, "cyclic" if cyclic else "one_cycle")
+    if not cyclic:
+        momentum = (0.95, 0.85) if cycles_momentum(opt) else None
+        return S.named(name, peak=peak, steps=n, base=base, momentum=momentum), n
     half = ctx.cycle_length()
-    wave = (
-        S.triangular(base, peak, half) if name == "triangular" else S.triangular2(base, peak, half)
-    )
+    wave = S.named(name, peak=peak, steps=n, base=base, step_size=half, momentum=None)
     return wave, ctx.whole_cycles(half)
 
 

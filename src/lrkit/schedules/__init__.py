@@ -18,6 +18,7 @@ from .basic import (
     polynomial,
     step,
 )
+from .check import check_values, first_invalid
 from .compose import (
     Product,
     Sequence,
@@ -33,6 +34,7 @@ from .compose import (
     wsd,
 )
 from .cyclic import cyclic, cyclic_momentum, exp_range, sgdr, triangular, triangular2
+from .named import NAMES, named
 from .onecycle import (
     ONE_CYCLE_DIV_FACTOR,
     Hyper,
@@ -44,12 +46,14 @@ from .onecycle import (
 from .plateau import reduce_on_plateau
 
 __all__ = [
+    "NAMES",
     "ONE_CYCLE_DIV_FACTOR",
     "Hyper",
     "Product",
     "Schedule",
     "Sequence",
     "Warmup",
+    "check_values",
     "clamp",
     "constant",
     "cosine",
@@ -58,10 +62,12 @@ __all__ = [
     "cyclic_momentum",
     "exp_range",
     "exponential",
+    "first_invalid",
     "from_dict",
     "geometric",
     "linear",
     "multistep",
+    "named",
     "one_cycle",
     "one_cycle_lr",
     "one_cycle_momentum",

@@ -18,6 +18,8 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from lrkit._optimizers import default_lr
+
 __all__ = [
     "SCORING",
     "VAL_BATCH_SIZE",
@@ -229,6 +231,14 @@ class Task:
             batch_size=None,
         )
         return train, val
+
+    def lr_for(self, optimizer: str) -> float:
+        """The learning rate to use without a finder: the task's ``default_lr`` for its own
+        optimizer, else the optimizer's usual default (:func:`lrkit.train.default_lr`)."""
+        name = optimizer.lower()
+        if name == self.optimizer.lower():
+            return float(self.default_lr)
+        return default_lr(name)
 
     def steps_per_epoch(self, batch_size: int | None = None) -> int:
         """Number of training batches in one epoch (the last, smaller batch counts)."""

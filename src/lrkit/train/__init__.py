@@ -7,7 +7,7 @@ on divergence, and returns a :class:`History`.
 """
 
 from lrkit.engine import CHECKPOINT_NAME, checkpoint_path, load_checkpoint
-from lrkit.train.config import TrainConfig, default_lr_for
+from lrkit.train.config import TrainConfig
 from lrkit.train.history import TIMING_FIELDS, History
 from lrkit.train.loop import fit
 from lrkit.train.optimizers import (
@@ -30,7 +30,6 @@ __all__ = [
     "checkpoint_path",
     "cycles_momentum",
     "default_lr",
-    "default_lr_for",
     "fit",
     "has_momentum",
     "load_checkpoint",

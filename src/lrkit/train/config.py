@@ -20,7 +20,7 @@ from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
 from lrkit.train.optimizers import OptimizerFactory, build_optimizer, default_lr, has_momentum
 
-__all__ = ["Observe", "Plan", "TrainConfig", "default_lr_for", "resolve"]
+__all__ = ["Observe", "Plan", "TrainConfig", "resolve"]
 
 Observe = Literal["val_loss", "metric"]
 
@@ -229,15 +229,6 @@ class TrainConfig:
         return dataclasses.replace(self, **overrides) if overrides else self
 
 
-def default_lr_for(task: Task | None, optimizer: str) -> float:
-    """The learning rate to use without a finder: the task's ``default_lr`` when ``optimizer`` is
-    the task's own, else :func:`lrkit.train.default_lr` of the optimizer."""
-    name = optimizer.lower()
-    if task is not None and task.optimizer.lower() == name:
-        return float(task.default_lr)
-    return default_lr(name)
-
-
 def _as_schedule(name: str, value: float | Schedule | Hyper | None) -> Schedule | Hyper | None:
     if value is None or isinstance(value, (Schedule, Hyper)):
         return value
@@ -376,7 +367,7 @@ def _optimizer_builder(
     if isinstance(spec, str):
         name = spec.lower()
         if lr is None:
-            lr = default_lr_for(task, name)
+            lr = task.lr_for(name) if task is not None else default_lr(name)
     else:
         name = getattr(spec, "__qualname__", type(spec).__name__)
     lr_sched = _as_schedule("lr", lr)

@@ -1,0 +1,681 @@
+"""The budgeted search: pick the peak of the schedule the user will train with.
+
+A range test brackets the usable learning rates cheaply but cannot pick inside the bracket: two
+curves of the same shape can want peaks on opposite sides of the basin, and overfitting does not
+show in a training-loss sweep. :func:`tune_lr` spends a stated fraction of one training run on
+short runs of the user's own schedule inside the bracket, scores them on validation data, and
+corrects for their shorter horizon before it answers:
+
+1. **Bracket.** A range test (:func:`~lrkit.finder.range_test`, extended when it finds no clear
+   descent) gives an anchor (lrkit's suggestion) and a ceiling (where the loss turns up).
+2. **Probe.** ``K`` peaks a factor of two apart around the anchor, below the ceiling, each
+   trained for ``L`` updates with ``schedule(peak, L)`` from the same state and data order, and
+   scored on the validation loss (or ``metric_fn``).
+3. **Halve.** The better half trains again for ``2L`` updates (successive halving).
+4. **Correct for the horizon.** The best peak of a run falls as the run gets longer (Bjorck et
+   al., ICLR 2025, arXiv 2409.19913: ``LR*(D) ∝ D^-β``); a 100-step range test or a short probe is
+   a short-horizon estimate (Wu et al. 2018). The best peaks at ``L`` and ``2L`` (each refined
+   by a parabola through the scores in log-LR) measure the drift per doubling of the horizon,
+   ``d = log2(p_L / p_2L)``; it is shrunk halfway towards the prior ``d0 = 1/3`` (a fixed ÷2
+   from a ⅛-length run, measured on six tasks) and extrapolated over the ``log2(total_steps /
+   2L)`` doublings left: ``peak = p_2L · 2^(-d̂ · n)``, kept within ``[p_2L / 8, 2 p_2L]``, below
+   the ceiling and below half the smallest peak whose probe diverged.
+
+The cost unit is one optimizer update (``accumulation_steps`` batches, forward and backward); an
+evaluation batch counts as a third of a batch's update (a forward pass only). The search never
+spends more than ``budget × total_steps`` units and reports what it spent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lrkit._files import atomic_write_text
+from lrkit.driver import Scheduler
+from lrkit.engine import (
+    BatchStream,
+    Engine,
+    LossFn,
+    MetricFn,
+    RngState,
+    SnapshotMode,
+    StepFn,
+    TrainingSnapshot,
+    data_generators,
+    peek,
+    validate_batch,
+)
+from lrkit.finder.range_test import ProgressFn, range_test
+from lrkit.finder.result import RangeTestResult
+from lrkit.finder.suggest import analyze_curve
+from lrkit.schedules import Hyper, Schedule, one_cycle
+
+__all__ = ["Probe", "ScheduleFn", "TuneResult", "tune_lr"]
+
+logger = logging.getLogger(__name__)
+
+ScheduleFn = Callable[[float, int], "Schedule | Hyper"]
+"""``schedule(peak, steps) -> Schedule | Hyper``: the policy the user trains with."""
+
+PRIOR_DRIFT = 1.0 / 3.0
+"""Prior drift of the best peak per doubling of the horizon (log2 units)."""
+
+_EVAL_COST = 1.0 / 3.0
+_MIN_PROBE = 8
+_MIN_RANGE_TEST = 10
+_CANDIDATES = 4
+_MAX_SKIPS = 50
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One short run of the schedule: its peak, length in updates, validation score (NaN when it
+    diverged), and the halving round it belonged to (0 first)."""
+
+    peak: float
+    steps: int
+    score: float
+    diverged: bool
+    round: int
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune_lr` chose and how.
+
+    Attributes:
+        peak: the learning rate to train with: the peak of ``schedule(peak, total_steps)``.
+        total_steps: the length of the run the peak is for.
+        probes: every short run, in the order they ran.
+        range_test: the range test that bracketed the search.
+        budget: the fraction of one run the search was allowed; ``spent``: what it used (same
+            units: optimizer updates over ``total_steps``, evaluations counted as a third).
+        score_name: ``"metric"`` (with ``maximize``) or ``"val_loss"``.
+        holdout: how validation data was made from the training data, when ``val_data`` was
+            not given (``None`` otherwise).
+        drift: the measured drift of the best peak per doubling of the horizon (log2), or
+            ``None`` with a single round of probes.
+        reason: how the peak was reached, in words.
+    """
+
+    peak: float
+    total_steps: int
+    probes: list[Probe]
+    range_test: RangeTestResult
+    budget: float
+    spent: float
+    score_name: str
+    maximize: bool
+    reason: str
+    holdout: str | None = None
+    drift: float | None = None
+    schedule: ScheduleFn | None = field(default=None, repr=False, compare=False)
+
+    def train_schedule(self) -> Schedule | Hyper:
+        """The schedule to train with: ``schedule(peak, total_steps)``."""
+        make = self.schedule if self.schedule is not None else _default_schedule(True)
+        return make(self.peak, self.total_steps)
+
+    def one_cycle(self, total_steps: int | None = None, **kwargs: Any) -> Hyper:
+        """lrkit's :func:`~lrkit.schedules.one_cycle` at the chosen peak (over ``total_steps``,
+        default the searched length; other arguments as ``one_cycle``'s)."""
+        return one_cycle(
+            self.peak, self.total_steps if total_steps is None else total_steps, **kwargs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (non-finite scores become ``None``)."""
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "budget": self.budget,
+            "spent": self.spent,
+            "score_name": self.score_name,
+            "maximize": self.maximize,
+            "reason": self.reason,
+            "holdout": self.holdout,
+            "drift": self.drift,
+            "probes": [
+                {
+                    "peak": p.peak,
+                    "steps": p.steps,
+                    "score": p.score if math.isfinite(p.score) else None,
+                    "diverged": p.diverged,
+                    "round": p.round,
+                }
+                for p in self.probes
+            ],
+            "range_test": self.range_test.to_dict(),
+        }
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON (atomically)."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
+        """The range-test curve with the probes (by round and length) and the choice marked;
+        saved to ``path`` when given. Returns the matplotlib Axes."""
+        from lrkit.plot import save_axes
+
+        ax = self.range_test.plot()
+        other = ax.twinx()
+        rounds = sorted({p.round for p in self.probes})
+        for r in rounds:
+            ps = [p for p in self.probes if p.round == r]
+            ok = [p for p in ps if not p.diverged]
+            steps = ps[0].steps
+            other.plot(
+                [p.peak for p in ok],
+                [p.score for p in ok],
+                "o-",
+                label=f"probes, {steps} steps",
+            )
+            bad = [p.peak for p in ps if p.diverged]
+            if bad:
+                other.plot(bad, [np.nan] * len(bad), "x")
+                for b in bad:
+                    ax.axvline(b, color="red", alpha=0.3, lw=1)
+        other.set_ylabel(f"probe {self.score_name}")
+        ax.axvline(self.peak, color="black", lw=2, label=f"tuned peak {self.peak:.3g}")
+        ax.legend(loc="upper left", fontsize=8)
+        other.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"tune_lr: peak {self.peak:.3g} for {self.total_steps} steps")
+        if path is not None:
+            save_axes(ax, path)
+        return ax
+
+
+def _default_schedule(cycles_momentum: bool) -> ScheduleFn:
+    momentum = (0.95, 0.85) if cycles_momentum else None
+
+    def make(peak: float, steps: int) -> Schedule | Hyper:
+        return one_cycle(peak, steps, momentum=momentum)
+
+    return make
+
+
+def _optimizer_cycles_momentum(optimizer: torch.optim.Optimizer) -> bool:
+    groups = optimizer.param_groups
+    if all("betas" in g for g in groups):
+        return True
+    return all("momentum" in g for g in groups) and any(float(g["momentum"]) > 0 for g in groups)
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def _check_schedule(schedule: ScheduleFn) -> None:
+    if not callable(schedule):
+        raise ValueError(
+            f"schedule must be a function schedule(peak, steps) -> Schedule | Hyper, got "
+            f"{type(schedule).__name__}"
+        )
+    try:
+        made = schedule(1e-3, 10)
+    except TypeError as err:
+        raise ValueError(
+            f"schedule must accept (peak, steps), e.g. lambda peak, steps: one_cycle(peak, "
+            f"steps); calling it with (0.001, 10) raised {err}"
+        ) from err
+    if not isinstance(made, (Schedule, Hyper)):
+        raise ValueError(
+            f"schedule(peak, steps) must return an lrkit Schedule or Hyper, got "
+            f"{type(made).__name__}"
+        )
+
+
+def _check_numbers(total_steps: int, budget: float, range_test_steps: int) -> None:
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+    if total_steps < 2 * _MIN_PROBE:
+        raise ValueError(
+            f"total_steps ({total_steps}) is shorter than two probes of {_MIN_PROBE} steps; use "
+            "range_test alone for runs this short"
+        )
+    if not (isinstance(budget, (int, float)) and 0 < budget <= 1):
+        raise ValueError(f"budget must be a fraction of one run in (0, 1], got {budget!r}")
+    if range_test_steps < _MIN_RANGE_TEST:
+        raise ValueError(f"range_test_steps must be >= {_MIN_RANGE_TEST}, got {range_test_steps}")
+    units = budget * total_steps
+    if units < 2 * _MIN_RANGE_TEST:
+        raise ValueError(
+            f"budget {budget:g} of {total_steps} steps is {units:.0f} updates, too few for even "
+            f"the range test ({_MIN_RANGE_TEST} updates) and a probe; raise budget to at least "
+            f"{2 * _MIN_RANGE_TEST / total_steps:.2g} or use range_test alone"
+        )
+
+
+# -- validation data ---------------------------------------------------------------------------
+
+
+def _holdout(data: Iterable[Any], seed: int) -> tuple[Iterable[Any], Iterable[Any], str]:
+    """Split validation batches off the training data: ``(train, val, description)``."""
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        n = len(data)
+        if n < 2:
+            raise ValueError(
+                "train_data has fewer than 2 batches, so none can be held out for scoring the "
+                "probes; pass val_data"
+            )
+        k = max(1, min(n // 10, 50))
+        order = np.random.default_rng(seed).permutation(n)
+        held = sorted(int(i) for i in order[:k])
+        keep = sorted(int(i) for i in order[k:])
+        return (
+            [data[i] for i in keep],
+            [data[i] for i in held],
+            (f"{k} of the {n} training batches held out for scoring (not trained on)"),
+        )
+    if isinstance(data, Iterator):
+        raise ValueError(
+            "train_data is an iterator, which the probes would use up; pass a list or a "
+            "DataLoader, and val_data"
+        )
+    held = []
+    for i, batch in enumerate(data):
+        if i >= 10:
+            break
+        held.append(batch)
+    return (
+        data,
+        held,
+        (
+            f"the first {len(held)} training batches held out for scoring; they also recur in "
+            "training (pass val_data, or a list of batches, for a clean split)"
+        ),
+    )
+
+
+# -- the plan ----------------------------------------------------------------------------------
+
+
+def _range_plan(units: float, range_test_steps: int) -> tuple[int, int]:
+    """The range test's length and extension: at most 40% of the budget, and an extension
+    (see ``range_test(extend=...)``) only while it leaves 60% of the rest for the probes."""
+    r = min(range_test_steps, max(_MIN_RANGE_TEST, int(units * 0.4)))
+    left = units - r
+    for extend in (3, 2):
+        if left - extend * r >= 0.6 * left:
+            return r, extend
+    return r, 1
+
+
+@dataclass(frozen=True)
+class _ProbePlan:
+    rounds: int
+    candidates: int
+    steps: int
+
+
+def _probe_plan(left: float, total_steps: int, eval_cost: float) -> _ProbePlan:
+    """How to spend what the range test left: two rounds (``K`` probes of ``L`` updates, then
+    the better half for ``2L``), else one round of three, else none."""
+    k = _CANDIDATES
+    length = min(int((left - 1.5 * k * eval_cost) // (2 * k)), total_steps // 2)
+    if length >= _MIN_PROBE:
+        return _ProbePlan(2, k, length)
+    k = 3
+    length = min(int((left - k * eval_cost) // k), total_steps)
+    if length >= _MIN_PROBE:
+        return _ProbePlan(1, k, length)
+    return _ProbePlan(0, 0, 0)
+
+
+# -- probing -----------------------------------------------------------------------------------
+
+
+class _Prober:
+    """Short runs of the schedule from one snapshot, scored on validation data."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        snap: TrainingSnapshot,
+        train: Iterable[Any],
+        val: Iterable[Any],
+        schedule: ScheduleFn,
+        metric_fn: MetricFn | None,
+        maximize: bool,
+        seed: int,
+        sources: Sequence[object],
+        progress: ProgressFn | None,
+        total_units: float,
+    ) -> None:
+        self.engine, self.snap, self.train, self.val = engine, snap, train, val
+        self.schedule, self.metric_fn, self.maximize, self.seed = (
+            schedule,
+            metric_fn,
+            maximize,
+            seed,
+        )
+        self.sources = sources
+        self.progress = progress
+        self.total_units = total_units
+        self.spent = 0.0
+        self.val_batches = sum(1 for _ in val)
+        self.eval_cost = self.val_batches * _EVAL_COST / engine.accumulation_steps
+
+    def reseed(self) -> None:
+        """The same start for every run: the snapshot's state, then the search's seed."""
+        self.snap.restore()
+        _reseed(self.seed, self.sources)
+
+    def run(self, peak: float, steps: int, round_: int) -> Probe:
+        """Train ``schedule(peak, steps)`` from the start state and score it."""
+        self.reseed()
+        driver = Scheduler(self.engine.optimizer, lr=self.schedule(peak, steps))
+        stream = BatchStream(self.train)
+        self.engine.model.train()
+        applied = skips = 0
+        diverged = False
+        while applied < steps and not diverged:
+            update = self.engine.update(stream)
+            self.spent += 1
+            if update.status == "skipped":  # retried at the same LR, as in the range test
+                skips += 1
+                diverged = skips >= _MAX_SKIPS
+                continue
+            skips = 0
+            diverged = update.status == "nonfinite"
+            if diverged:
+                break
+            applied += 1
+            driver.step()
+            if self.progress is not None:
+                lr = driver.values()["lr"][0]
+                self.progress(int(self.spent), int(self.total_units), lr, update.loss)
+        score = math.nan
+        if not diverged:
+            found = self.engine.evaluate(self.val, self.metric_fn)
+            self.spent += self.eval_cost
+            score = found.metric if self.metric_fn is not None else found.loss
+            diverged = not math.isfinite(score)
+        logger.info("probe peak=%.4g, %d steps: score %.5g", peak, steps, score)
+        return Probe(peak, steps, math.nan if diverged else score, diverged, round_)
+
+    def key(self, p: Probe) -> float:
+        """Sort key, best first."""
+        if p.diverged:
+            return math.inf
+        return -p.score if self.maximize else p.score
+
+
+def _reseed(seed: int, sources: Sequence[object]) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    for g in data_generators(*sources):
+        g.manual_seed(seed)
+
+
+def _refine(probes: Sequence[Probe], prober: _Prober) -> float:
+    """The best peak of one round, refined by a parabola through the scores of the best probe
+    and its neighbours in log2(peak) (kept within one spacing of the best)."""
+    ok = sorted((p for p in probes if not p.diverged), key=lambda p: p.peak)
+    if not ok:
+        return min(p.peak for p in probes) / 2
+    best = min(range(len(ok)), key=lambda i: prober.key(ok[i]))
+    if best == 0 or best == len(ok) - 1 or len(ok) < 3:
+        return ok[best].peak
+    x = np.log2([ok[best - 1].peak, ok[best].peak, ok[best + 1].peak])
+    y = np.array([ok[best - 1].score, ok[best].score, ok[best + 1].score])
+    y = -y if prober.maximize else y
+    a, b, _ = np.polyfit(x, y, 2)
+    if a <= 0:
+        return ok[best].peak
+    vertex = float(np.clip(-b / (2 * a), x[0], x[2]))
+    return float(2.0**vertex)
+
+
+def _candidates(anchor: float, k: int, ceiling: float | None) -> list[float]:
+    """``k`` peaks a factor of two apart centred on ``anchor``, shifted below ``ceiling``."""
+    peaks = [anchor * 2.0 ** (i - (k - 1) / 2) for i in range(k)]
+    if ceiling is not None and peaks[-1] > ceiling:
+        shift = ceiling / peaks[-1]
+        peaks = [p * shift for p in peaks]
+    return peaks
+
+
+def _anchor(result: RangeTestResult) -> tuple[float, float | None, str]:
+    """The anchor of the probes, the ceiling, and where the anchor came from."""
+    analysis = analyze_curve(result.lrs, result.scored_losses)
+    ceiling = analysis.lr_up
+    if result.suggestion is not None:
+        return result.suggestion, ceiling, "the range test's suggestion"
+    minimum = result.suggest("minimum").lr
+    if minimum is not None:
+        return minimum, ceiling, "minimum/10 of the range test (no clear basin)"
+    lrs = result.lrs[result.lrs > 0]
+    middle = float(math.sqrt(lrs[0] * lrs[-1])) if lrs.size else 1e-3
+    return middle, None, "the middle of the swept range (the range test found no descent)"
+
+
+def _extrapolate(
+    p1: float, p2: float | None, l1: int, total_steps: int, cap: float | None
+) -> tuple[float, float | None, str]:
+    """The peak for ``total_steps`` from the best peaks at ``l1`` and ``2 l1``."""
+    if p2 is None:
+        n = math.log2(total_steps / l1)
+        peak = p1 * 2.0 ** (-PRIOR_DRIFT * n)
+        base, drift, how = p1, None, f"prior drift {PRIOR_DRIFT:.2f} per doubling"
+    else:
+        d = math.log2(p1 / p2)
+        shrunk = float(np.clip(0.5 * d + 0.5 * PRIOR_DRIFT, -0.5, 1.0))
+        n = math.log2(total_steps / (2 * l1))
+        peak = p2 * 2.0 ** (-shrunk * n)
+        base, drift = p2, d
+        how = f"measured drift {d:+.2f} per doubling, shrunk to {shrunk:+.2f}"
+    peak = float(np.clip(peak, base / 8, base * 2))
+    if cap is not None and peak > cap:
+        peak = cap
+        how += f"; capped at {cap:.3g}"
+    return peak, drift, f"{how}, over {n:.1f} doublings to {total_steps} steps"
+
+
+def tune_lr(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    *,
+    total_steps: int,
+    val_data: Iterable[Any] | None = None,
+    budget: float = 0.5,
+    schedule: ScheduleFn | None = None,
+    metric_fn: MetricFn | None = None,
+    maximize: bool = False,
+    step_fn: StepFn | None = None,
+    accumulation_steps: int = 1,
+    scaler: Any = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    range_test_steps: int = 100,
+    seed: int = 0,
+    snapshot: SnapshotMode = "cpu",
+    progress: ProgressFn | None = None,
+) -> TuneResult:
+    """Pick the peak learning rate of the schedule you will train with, within a budget.
+
+    See the module docstring for the method. Arguments as :func:`~lrkit.finder.range_test`'s,
+    and:
+
+    Args:
+        total_steps: the optimizer updates of the training run the peak is for.
+        val_data: batches to score the probes on; without them a slice of ``train_data`` is
+            held out (a list of batches is split cleanly; ``result.holdout`` says what was done).
+        budget: the fraction of one run (``total_steps`` updates) the whole search may spend,
+            range test included; it is never exceeded (``result.spent``).
+        schedule: ``schedule(peak, steps) -> Schedule | Hyper``, the policy you train with
+            (default: lrkit's ``one_cycle``, with cyclical momentum when the optimizer has it).
+            The probes use it too, so the choice transfers.
+        metric_fn: ``metric_fn(outputs, targets) -> float`` per validation batch, averaged
+            weighted by batch size; without it probes are scored on the validation loss.
+        maximize: ``metric_fn`` is better when higher (accuracy); needs ``metric_fn``.
+        range_test_steps: the longest range test (the budget may make it shorter).
+        seed: the seed of the search's randomness (data order, dropout); the result is
+            deterministic for a given seed.
+
+    Returns:
+        A :class:`TuneResult`; ``result.peak`` is never ``None``. The model, optimizer,
+        scaler and RNGs (also a loader's own generator) are exactly as before afterwards.
+
+    Raises:
+        ValueError: a budget too small for even the range test, ``total_steps`` shorter than
+            two probes, empty ``val_data``, a ``schedule`` that does not take ``(peak, steps)``,
+            ``maximize`` without ``metric_fn`` — before anything is modified.
+    """
+    _check_numbers(total_steps, budget, range_test_steps)
+    make = (
+        schedule
+        if schedule is not None
+        else _default_schedule(_optimizer_cycles_momentum(optimizer))
+    )
+    _check_schedule(make)
+    if maximize and metric_fn is None:
+        raise ValueError("maximize=True needs metric_fn (the validation loss is minimized)")
+    if metric_fn is not None and step_fn is not None:
+        raise ValueError(
+            "metric_fn needs (inputs..., target) batches; it cannot be used with step_fn"
+        )
+    if isinstance(val_data, Iterator):
+        raise ValueError("val_data is read after every probe; pass a list or a DataLoader")
+    rng = RngState.capture(train_data, val_data)
+    try:
+        holdout = None
+        train, val = train_data, val_data
+        if val is None:
+            train, val, holdout = _holdout(train_data, seed)
+        _, _ = peek(train)
+        val_first, _ = peek(val)
+        validate_batch(
+            val_first, has_step_fn=step_fn is not None, has_loss_fn=True, what="val_data"
+        )
+    except BaseException:
+        rng.restore()
+        raise
+    rng.restore()
+    return _search(
+        model, optimizer, train, val, loss_fn, total_steps=total_steps, budget=budget,
+        schedule=make, metric_fn=metric_fn, maximize=maximize, step_fn=step_fn,
+        accumulation_steps=accumulation_steps, scaler=scaler, start_lr=start_lr, end_lr=end_lr,
+        range_test_steps=range_test_steps, seed=seed, snapshot=snapshot, progress=progress,
+        holdout=holdout, sources=(train_data, val_data),
+    )  # fmt: skip
+
+
+def _search(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Iterable[Any],
+    val: Iterable[Any],
+    loss_fn: LossFn | None,
+    *,
+    total_steps: int,
+    budget: float,
+    schedule: ScheduleFn,
+    metric_fn: MetricFn | None,
+    maximize: bool,
+    step_fn: StepFn | None,
+    accumulation_steps: int,
+    scaler: Any,
+    start_lr: float,
+    end_lr: float,
+    range_test_steps: int,
+    seed: int,
+    snapshot: SnapshotMode,
+    progress: ProgressFn | None,
+    holdout: str | None,
+    sources: Sequence[object],
+) -> TuneResult:
+    units = budget * total_steps
+    rng = RngState.capture(*sources)
+    snap = TrainingSnapshot.take(model, optimizer, scaler, snapshot, rng=rng)
+    engine = Engine(
+        model,
+        optimizer,
+        loss_fn=loss_fn,
+        step_fn=step_fn,
+        accumulation_steps=accumulation_steps,
+        scaler=scaler,
+    )
+    try:
+        prober = _Prober(
+            engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress, units
+        )
+        steps, extend = _range_plan(units, range_test_steps)
+        _reseed(seed, sources)
+        found = range_test(
+            model,
+            optimizer,
+            train,
+            loss_fn,
+            step_fn=step_fn,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            steps=steps,
+            accumulation_steps=accumulation_steps,
+            scaler=scaler,
+            seed=seed,
+            snapshot=snapshot,
+            extend=extend,
+        )
+        prober.spent = float(len(found.lrs) + (found.extended_from or 0))
+        plan = _probe_plan(units - prober.spent, total_steps, prober.eval_cost)
+        return _probe_and_choose(found, plan, prober, total_steps, budget, units, holdout)
+    finally:
+        engine.close()
+        snap.restore()
+        snap.close()
+
+
+def _probe_and_choose(
+    found: RangeTestResult,
+    plan: _ProbePlan,
+    prober: _Prober,
+    total_steps: int,
+    budget: float,
+    units: float,
+    holdout: str | None,
+) -> TuneResult:
+    anchor, ceiling, source = _anchor(found)
+    score_name = "metric" if prober.metric_fn is not None else "val_loss"
+
+    def result(peak: float, probes: list[Probe], reason: str, drift: float | None) -> TuneResult:
+        return TuneResult(
+            peak=float(peak), total_steps=total_steps, probes=probes, range_test=found,
+            budget=float(budget), spent=prober.spent / total_steps, score_name=score_name,
+            maximize=prober.maximize, reason=reason, holdout=holdout, drift=drift,
+            schedule=prober.schedule,
+        )  # fmt: skip
+
+    if plan.rounds == 0:
+        return result(anchor, [], f"{source}; the budget leaves no room for probes", None)
+    first = _candidates(anchor, plan.candidates, ceiling)
+    probes = [prober.run(p, plan.steps, 0) for p in first]
+    p1 = _refine(probes, prober)
+    p2: float | None = None
+    if plan.rounds == 2:
+        ranked = sorted(probes, key=prober.key)
+        survivors = sorted(p.peak for p in ranked[: (plan.candidates + 1) // 2] if not p.diverged)
+        if survivors:
+            second = [prober.run(p, 2 * plan.steps, 1) for p in survivors]
+            probes += second
+            p2 = _refine(second, prober)
+    diverged = [p.peak for p in probes if p.diverged]
+    cap = ceiling
+    if diverged:
+        cap = min(min(diverged) / 2, cap) if cap is not None else min(diverged) / 2
+    peak, drift, how = _extrapolate(p1, p2, plan.steps, total_steps, cap)
+    reason = f"probes around {source} ({anchor:.3g}); {how}"
+    return result(peak, probes, reason, drift)
