@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 ScheduleFn = Callable[[float, int], "Schedule | Hyper"]
 """``schedule(peak, steps) -> Schedule | Hyper``: the policy the user trains with."""
 
-PRIOR_DRIFT = 1.0 / 3.0
+PRIOR_DRIFT = 0.25
 """Prior drift of the best peak per doubling of the horizon (log2 units)."""
 
 _EVAL_COST = 1.0 / 3.0
@@ -301,12 +301,12 @@ def _holdout(data: Iterable[Any], seed: int) -> tuple[Iterable[Any], Iterable[An
 
 
 def _range_plan(units: float, range_test_steps: int) -> tuple[int, int]:
-    """The range test's length and extension: at most 40% of the budget, and an extension
-    (see ``range_test(extend=...)``) only while it leaves 60% of the rest for the probes."""
-    r = min(range_test_steps, max(_MIN_RANGE_TEST, int(units * 0.4)))
-    left = units - r
+    """The range test's length and extension: a fifth of the budget (at least
+    ``_MIN_RANGE_TEST`` updates), and an extension (``range_test(extend=...)``) only while the
+    worst case leaves 70% of the budget for the probes."""
+    r = min(range_test_steps, max(_MIN_RANGE_TEST, int(units * 0.2)))
     for extend in (3, 2):
-        if left - extend * r >= 0.6 * left:
+        if r * (1 + extend) <= 0.3 * units:
             return r, extend
     return r, 1
 
@@ -314,22 +314,20 @@ def _range_plan(units: float, range_test_steps: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class _ProbePlan:
     rounds: int
-    candidates: int
     steps: int
 
 
 def _probe_plan(left: float, total_steps: int, eval_cost: float) -> _ProbePlan:
-    """How to spend what the range test left: two rounds (``K`` probes of ``L`` updates, then
-    the better half for ``2L``), else one round of three, else none."""
+    """How to spend what the range test left: ``K`` probes of ``L`` updates and three of
+    ``2L`` (``(K + 6) L`` updates), else one round of ``K``, else none."""
     k = _CANDIDATES
-    length = min(int((left - 1.5 * k * eval_cost) // (2 * k)), total_steps // 2)
+    length = min(int((left - (k + 3) * eval_cost) // (k + 6)), total_steps // 4)
     if length >= _MIN_PROBE:
-        return _ProbePlan(2, k, length)
-    k = 3
-    length = min(int((left - k * eval_cost) // k), total_steps)
+        return _ProbePlan(2, length)
+    length = min(int((left - k * eval_cost) // k), total_steps // 2)
     if length >= _MIN_PROBE:
-        return _ProbePlan(1, k, length)
-    return _ProbePlan(0, 0, 0)
+        return _ProbePlan(1, length)
+    return _ProbePlan(0, 0)
 
 
 # -- probing -----------------------------------------------------------------------------------
@@ -419,32 +417,34 @@ def _reseed(seed: int, sources: Sequence[object]) -> None:
         g.manual_seed(seed)
 
 
-def _refine(probes: Sequence[Probe], prober: _Prober) -> float:
-    """The best peak of one round, refined by a parabola through the scores of the best probe
-    and its neighbours in log2(peak) (kept within one spacing of the best)."""
+def _vertex(probes: Sequence[Probe], prober: _Prober) -> float:
+    """The best peak of one round: the vertex of a parabola through the scores of the best
+    probe and its neighbours in log2(peak), kept between those neighbours; the best probe's
+    peak when it lies at an edge of the round."""
     ok = sorted((p for p in probes if not p.diverged), key=lambda p: p.peak)
     if not ok:
         return min(p.peak for p in probes) / 2
     best = min(range(len(ok)), key=lambda i: prober.key(ok[i]))
-    if best == 0 or best == len(ok) - 1 or len(ok) < 3:
+    if best == 0 or best == len(ok) - 1:
         return ok[best].peak
     x = np.log2([ok[best - 1].peak, ok[best].peak, ok[best + 1].peak])
-    y = np.array([ok[best - 1].score, ok[best].score, ok[best + 1].score])
-    y = -y if prober.maximize else y
+    y = np.array([prober.key(p) for p in ok[best - 1 : best + 2]])
     a, b, _ = np.polyfit(x, y, 2)
     if a <= 0:
         return ok[best].peak
-    vertex = float(np.clip(-b / (2 * a), x[0], x[2]))
-    return float(2.0**vertex)
+    return float(2.0 ** np.clip(-b / (2 * a), x[0], x[2]))
 
 
-def _candidates(anchor: float, k: int, ceiling: float | None) -> list[float]:
-    """``k`` peaks a factor of two apart centred on ``anchor``, shifted below ``ceiling``."""
-    peaks = [anchor * 2.0 ** (i - (k - 1) / 2) for i in range(k)]
-    if ceiling is not None and peaks[-1] > ceiling:
-        shift = ceiling / peaks[-1]
-        peaks = [p * shift for p in peaks]
-    return peaks
+def _around(centre: float, k: int) -> list[float]:
+    """``k`` peaks a factor of two apart centred on ``centre``."""
+    return [centre * 2.0 ** (i - (k - 1) / 2) for i in range(k)]
+
+
+def _below(peaks: list[float], ceiling: float | None) -> list[float]:
+    """``peaks`` shifted down, keeping their spacing, so that none is above ``ceiling``."""
+    if ceiling is None or peaks[-1] <= ceiling:
+        return peaks
+    return [p * ceiling / peaks[-1] for p in peaks]
 
 
 def _anchor(result: RangeTestResult) -> tuple[float, float | None, str]:
@@ -462,21 +462,20 @@ def _anchor(result: RangeTestResult) -> tuple[float, float | None, str]:
 
 
 def _extrapolate(
-    p1: float, p2: float | None, l1: int, total_steps: int, cap: float | None
+    p1: float, p2: float | None, length: int, total_steps: int, cap: float | None
 ) -> tuple[float, float | None, str]:
-    """The peak for ``total_steps`` from the best peaks at ``l1`` and ``2 l1``."""
+    """The peak for ``total_steps`` from the best peaks at ``length`` and ``2 length``."""
     if p2 is None:
-        n = math.log2(total_steps / l1)
-        peak = p1 * 2.0 ** (-PRIOR_DRIFT * n)
-        base, drift, how = p1, None, f"prior drift {PRIOR_DRIFT:.2f} per doubling"
+        n = math.log2(total_steps / length)
+        shrunk, base, drift = PRIOR_DRIFT, p1, None
+        how = f"prior drift {PRIOR_DRIFT:.2f} per doubling"
     else:
-        d = math.log2(p1 / p2)
-        shrunk = float(np.clip(0.5 * d + 0.5 * PRIOR_DRIFT, -0.5, 1.0))
-        n = math.log2(total_steps / (2 * l1))
-        peak = p2 * 2.0 ** (-shrunk * n)
-        base, drift = p2, d
-        how = f"measured drift {d:+.2f} per doubling, shrunk to {shrunk:+.2f}"
-    peak = float(np.clip(peak, base / 8, base * 2))
+        drift = math.log2(p1 / p2)
+        shrunk = float(np.clip(0.5 * drift + 0.5 * PRIOR_DRIFT, -0.5, 1.5))
+        n = math.log2(total_steps / (2 * length))
+        base = p2
+        how = f"measured drift {drift:+.2f} per doubling of the run, shrunk to {shrunk:+.2f}"
+    peak = float(np.clip(base * 2.0 ** (-shrunk * n), base / 16, base * 2))
     if cap is not None and peak > cap:
         peak = cap
         how += f"; capped at {cap:.3g}"
@@ -653,29 +652,36 @@ def _probe_and_choose(
 
     def result(peak: float, probes: list[Probe], reason: str, drift: float | None) -> TuneResult:
         return TuneResult(
-            peak=float(peak), total_steps=total_steps, probes=probes, range_test=found,
-            budget=float(budget), spent=prober.spent / total_steps, score_name=score_name,
-            maximize=prober.maximize, reason=reason, holdout=holdout, drift=drift,
+            peak=float(peak),
+            total_steps=total_steps,
+            probes=probes,
+            range_test=found,
+            budget=float(budget),
+            spent=prober.spent / total_steps,
+            score_name=score_name,
+            maximize=prober.maximize,
+            reason=reason,
+            holdout=holdout,
+            drift=drift,
             schedule=prober.schedule,
-        )  # fmt: skip
+        )
 
     if plan.rounds == 0:
         return result(anchor, [], f"{source}; the budget leaves no room for probes", None)
-    first = _candidates(anchor, plan.candidates, ceiling)
-    probes = [prober.run(p, plan.steps, 0) for p in first]
-    p1 = _refine(probes, prober)
+    length = plan.steps
+    # short runs prefer higher peaks: centre the first round where the prior puts the anchor
+    shift = 2.0 ** (PRIOR_DRIFT * math.log2(total_steps / length))
+    first = _below(_around(anchor * shift, _CANDIDATES), ceiling)
+    probes = [prober.run(p, length, 0) for p in first]
+    p1 = _vertex(probes, prober)
     p2: float | None = None
     if plan.rounds == 2:
-        ranked = sorted(probes, key=prober.key)
-        survivors = sorted(p.peak for p in ranked[: (plan.candidates + 1) // 2] if not p.diverged)
-        if survivors:
-            second = [prober.run(p, 2 * plan.steps, 1) for p in survivors]
-            probes += second
-            p2 = _refine(second, prober)
+        second = _below(_around(p1 * 2.0**-PRIOR_DRIFT, 3), ceiling)
+        probes += [prober.run(p, 2 * length, 1) for p in second]
+        p2 = _vertex(probes[_CANDIDATES:], prober)
     diverged = [p.peak for p in probes if p.diverged]
     cap = ceiling
     if diverged:
         cap = min(min(diverged) / 2, cap) if cap is not None else min(diverged) / 2
-    peak, drift, how = _extrapolate(p1, p2, plan.steps, total_steps, cap)
-    reason = f"probes around {source} ({anchor:.3g}); {how}"
-    return result(peak, probes, reason, drift)
+    peak, drift, how = _extrapolate(p1, p2, length, total_steps, cap)
+    return result(peak, probes, f"probes around {source} ({anchor:.3g}); {how}", drift)

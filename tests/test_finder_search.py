@@ -1,0 +1,251 @@
+"""The budgeted search (tune_lr): its choice on synthetic objectives, the budget, the exact
+restore, determinism, and its checks of bad input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lrkit import schedules as S
+from lrkit.finder import search
+from lrkit.finder.search import Probe, TuneResult, tune_lr
+from strategies_finder import assert_same_state, capture, make_data, mlp
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# -- the choice, on synthetic objectives --------------------------------------------------------
+
+
+class _FakeProber:
+    """Scores from a known objective: the best peak of a run of ``steps`` updates is
+    ``best_at(steps)``, and the score falls with the squared log2-distance from it."""
+
+    def __init__(self, best_at: Any, *, diverge_above: float = math.inf) -> None:
+        self.best_at = best_at
+        self.diverge_above = diverge_above
+        self.maximize = True
+        self.metric_fn = None
+        self.schedule = None
+        self.spent = 0.0
+        self.runs: list[tuple[float, int]] = []
+
+    def run(self, peak: float, steps: int, round_: int) -> Probe:
+        self.runs.append((peak, steps))
+        self.spent += steps
+        if peak > self.diverge_above:
+            return Probe(peak, steps, math.nan, True, round_)
+        score = 1.0 - (math.log2(peak) - math.log2(self.best_at(steps))) ** 2
+        return Probe(peak, steps, score, False, round_)
+
+    def key(self, p: Probe) -> float:
+        return math.inf if p.diverged else -p.score
+
+
+def _choose(
+    monkeypatch: pytest.MonkeyPatch, prober: _FakeProber, anchor: float, total: int = 1000
+) -> TuneResult:
+    """The search's choice from ``prober``'s scores, anchored at ``anchor`` with no ceiling."""
+    monkeypatch.setattr(search, "_anchor", lambda result: (anchor, None, "a test anchor"))
+    plan = search._ProbePlan(rounds=2, steps=40)
+    found: Any = None  # the range-test result is only passed through
+    return search._probe_and_choose(found, plan, prober, total, 0.5, 500, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("true_best", [0.03, 0.05, 0.08])
+def test_finds_the_optimum_when_the_drift_is_the_prior(
+    monkeypatch: pytest.MonkeyPatch, true_best: float
+) -> None:
+    total = 1000
+    prober = _FakeProber(lambda steps: true_best * (total / steps) ** search.PRIOR_DRIFT)
+    out = _choose(monkeypatch, prober, anchor=0.05)
+    assert out.peak == pytest.approx(true_best, rel=0.02)
+    assert [s for _, s in prober.runs] == [40] * 4 + [80] * 3
+    assert out.drift == pytest.approx(search.PRIOR_DRIFT, abs=0.02)
+
+
+def test_a_measured_drift_moves_the_choice_its_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    total = 1000
+    flat = _FakeProber(lambda steps: 0.1)  # no drift: short runs want what long runs want
+    steep = _FakeProber(lambda steps: 0.02 * (total / steps) ** 0.8)
+    a = _choose(monkeypatch, flat, anchor=0.05)
+    b = _choose(monkeypatch, steep, anchor=0.1)
+    assert a.drift == pytest.approx(0.0, abs=0.02) and b.drift is not None and b.drift > 0.6
+    # shrunk halfway towards the prior, each choice errs towards the prior's side of the truth
+    n = math.log2(total / 80)
+    assert a.peak == pytest.approx(0.1 * 2 ** (-0.5 * search.PRIOR_DRIFT * n), rel=0.02)
+    assert 0.005 < b.peak < 0.05 and a.peak > 2 * b.peak
+
+
+def test_diverged_probes_cap_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    prober = _FakeProber(lambda steps: 1.0, diverge_above=0.15)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    diverged = [p.peak for p in out.probes if p.diverged]
+    assert diverged and out.peak <= min(diverged) / 2
+
+
+# -- the real thing on a small model -------------------------------------------------------------
+
+
+def _setup() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = mlp()
+    return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+def _final_accuracy(peak: float, steps: int, data: list[Any], val: list[Any]) -> float:
+    model, opt = _setup()
+    sched = __import__("lrkit").Scheduler(opt, lr=S.one_cycle(peak, steps))
+    it = iter(data * (steps // len(data) + 1))
+    for _ in range(steps):
+        x, y = next(it)
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        if not torch.isfinite(loss):
+            return 0.0
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        return float(np.mean([(model(x).argmax(1) == y).float().mean() for x, y in val]))
+
+
+def _accuracy(out: torch.Tensor, y: torch.Tensor) -> float:
+    return float((out.argmax(1) == y).float().mean())
+
+
+def _split(n: int = 768, batch: int = 32) -> tuple[list[Any], list[Any]]:
+    """Training and validation batches of one labelling."""
+    batches = make_data(n=n, batch=batch)
+    cut = len(batches) * 2 // 3
+    return batches[:cut], batches[cut:]
+
+
+def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
+    data, val = _split()
+    model, opt = _setup()
+    before = capture(model, opt)
+    runs = [
+        tune_lr(
+            model,
+            opt,
+            data,
+            nn.functional.cross_entropy,
+            val_data=val,
+            total_steps=400,
+            budget=0.5,
+            metric_fn=_accuracy,
+            maximize=True,
+            seed=3,
+        )
+        for _ in range(2)
+    ]
+    assert_same_state(before, capture(model, opt))
+    a, b = runs
+    assert isinstance(a, TuneResult) and a.peak > 0 and math.isfinite(a.peak)
+    assert a.peak == b.peak and a.probes == b.probes
+    assert 0 < a.spent <= 0.5
+    assert a.probes and {p.round for p in a.probes} <= {0, 1}
+    assert a.score_name == "metric" and a.holdout is None
+    assert len(a.range_test.lrs) >= 10
+
+
+def test_its_peak_trains_close_to_the_best_of_a_grid() -> None:
+    data, val = _split()
+    total = 300
+    model, opt = _setup()
+    found = tune_lr(
+        model,
+        opt,
+        data,
+        nn.functional.cross_entropy,
+        val_data=val,
+        total_steps=total,
+        metric_fn=_accuracy,
+        maximize=True,
+    )
+    grid = [10 ** (k / 3) * 0.1 for k in range(-6, 5)]
+    scores = [_final_accuracy(p, total, data, val) for p in grid]
+    best, median = max(scores), float(np.median(scores))
+    mine = _final_accuracy(found.peak, total, data, val)
+    assert (best - mine) <= 0.5 * (best - median) + 1e-9, (found.peak, mine, best, median)
+
+
+def test_without_val_data_a_slice_of_a_list_is_held_out() -> None:
+    data = make_data(n=640, batch=32)
+    model, opt = _setup()
+    seen: list[int] = []
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(id(y))
+        return nn.functional.cross_entropy(out, y)
+
+    found = tune_lr(model, opt, data, loss_fn, total_steps=200, budget=0.5)
+    assert found.holdout is not None and "2 of the 20 training batches held out" in found.holdout
+    assert found.score_name == "val_loss" and found.probes
+
+
+def test_the_default_schedule_cycles_momentum_only_when_the_optimizer_has_it() -> None:
+    data, val = _split(384)
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.Adagrad(model.parameters(), lr=0.01)
+    found = tune_lr(model, opt, data, nn.functional.cross_entropy, val_data=val, total_steps=200)
+    made = found.train_schedule()
+    assert isinstance(made, S.Hyper) and made.momentum is None
+    assert found.one_cycle().lr(0) == pytest.approx(found.peak / 25)
+
+
+def test_a_custom_schedule_is_used_by_the_probes() -> None:
+    data, val = _split(384)
+    model, opt = _setup()
+    made: list[tuple[float, int]] = []
+
+    def cosine(peak: float, steps: int) -> S.Schedule:
+        made.append((peak, steps))
+        return S.warmup(S.cosine(peak, steps - steps // 10), steps // 10)
+
+    found = tune_lr(
+        model,
+        opt,
+        data,
+        nn.functional.cross_entropy,
+        val_data=val,
+        total_steps=200,
+        schedule=cosine,
+    )
+    probe_calls = [(p.peak, p.steps) for p in found.probes]
+    assert set(probe_calls) <= set(made)
+    assert isinstance(found.train_schedule(), S.Schedule)
+
+
+# -- bad input: a clear error before anything changes --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"budget": 0.01}, ValueError, "too few for even the range test"),
+        ({"budget": 0.0}, ValueError, "budget must be a fraction"),
+        ({"total_steps": 10}, ValueError, "shorter than two probes"),
+        ({"val_data": []}, ValueError, "empty"),
+        ({"schedule": lambda peak: S.constant(peak)}, ValueError, r"accept \(peak, steps\)"),
+        ({"schedule": lambda peak, steps: 0.1}, ValueError, "must return an lrkit Schedule"),
+        ({"maximize": True}, ValueError, "maximize=True needs metric_fn"),
+    ],
+)
+def test_bad_input_raises_before_anything_changes(
+    kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    model, opt = _setup()
+    before = capture(model, opt)
+    args: dict[str, Any] = {"total_steps": 400, "val_data": make_data(n=64, batch=32)}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        tune_lr(model, opt, make_data(), nn.functional.cross_entropy, **args)
+    assert_same_state(before, capture(model, opt))
