@@ -3,7 +3,12 @@ restore, determinism, and its checks of bad input."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -249,3 +254,35 @@ def test_bad_input_raises_before_anything_changes(
     with pytest.raises(error, match=match):
         tune_lr(model, opt, make_data(), nn.functional.cross_entropy, **args)
     assert_same_state(before, capture(model, opt))
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_find_with_a_budget_prints_the_probes_and_writes_the_choice(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lrkit", "find", "--task", "breast-cancer-mlp", "--budget"]
+    proc = subprocess.run(
+        [*cmd, "0.5", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((out / "tune.json").read_text())
+    assert saved["peak"] > 0 and 0 < saved["spent"] <= 0.5 and saved["probes"]
+    assert f"tuned one-cycle peak for {saved['total_steps']} steps" in proc.stdout
+    assert (out / "tune.png").stat().st_size > 0
+    bad = subprocess.run(
+        [*cmd, "0.01", "--out", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert bad.returncode == 2
+    assert "too few for even the range test" in bad.stderr + bad.stdout
+    assert not (tmp_path / "bad" / "tune.json").exists()

@@ -7,13 +7,15 @@ from .driver import Scheduler
 from .finder import (
     RangeTestResult,
     Suggestion,
+    TuneResult,
     momentum_test,
     range_test,
+    tune_lr,
     weight_decay_test,
 )
 from .plot import plot_schedule
 from .tasks import Task, get_task, register_task, task_names
-from .train import History, fit
+from .train import History, TrainConfig, fit
 
 try:
     __version__ = version("lrkit")
@@ -26,6 +28,8 @@ __all__ = [
     "Scheduler",
     "Suggestion",
     "Task",
+    "TrainConfig",
+    "TuneResult",
     "__version__",
     "fit",
     "get_task",
@@ -35,5 +39,6 @@ __all__ = [
     "register_task",
     "schedules",
     "task_names",
+    "tune_lr",
     "weight_decay_test",
 ]

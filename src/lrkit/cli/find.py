@@ -56,11 +56,26 @@ def register(app: typer.Typer) -> None:
                 "or momentum (default 0.99,0.97,0.95,0.9; beta1 for Adam)."
             ),
         ] = None,
+        budget: Annotated[
+            float | None,
+            typer.Option(
+                help="Search for the one-cycle peak with this fraction of one training run "
+                "(e.g. 0.5): a range test, then short runs of the schedule scored on the "
+                "validation metric (lrkit.tune_lr)."
+            ),
+        ] = None,
+        total_steps: Annotated[
+            int | None,
+            typer.Option(
+                help="With --budget: the length of the run to tune for (default: the task's)."
+            ),
+        ] = None,
     ) -> None:
         """Run the LR range test, print the suggestions and bounds, write the plot and JSON.
 
         With --test weight-decay or --test momentum, run Smith's test instead and print each
-        value's lowest loss and suggestion with the recommended value.
+        value's lowest loss and suggestion with the recommended value. With --budget, search for
+        the peak of the one-cycle run itself and print the probes and the choice.
         """
         from ..finder import METHODS
         from ..finder.task import find_lr
@@ -73,7 +88,14 @@ def register(app: typer.Typer) -> None:
             grid = _parse_values(values)
             if grid is not None and test == "lr":
                 raise ValueError("--values applies to --test weight-decay or momentum only")
+            if budget is not None and test != "lr":
+                raise ValueError("--budget applies to --test lr only")
+            if total_steps is not None and budget is None:
+                raise ValueError("--total-steps applies with --budget")
             t = get_task(task)
+            if budget is not None:
+                _tune(t, optimizer, budget, total_steps, seed, batch_size, weight_decay, out)
+                return
             if test != "lr":
                 _hyper(
                     t,
@@ -139,6 +161,50 @@ def register(app: typer.Typer) -> None:
                 bounds.add_row(kind, fmt(base), fmt(peak))
             console.print(bounds)
         console.print(f"wrote {out / 'range_test.png'} and {out / 'range_test.json'}")
+
+
+def _tune(
+    t: Task,
+    optimizer: str | None,
+    budget: float,
+    total_steps: int | None,
+    seed: int,
+    batch_size: int | None,
+    weight_decay: float,
+    out: Path,
+) -> None:
+    from ..finder.task import tune_task
+
+    with range_test_progress(f"tune {t.name} (budget {budget:g} of a run)") as progress:
+        result = tune_task(
+            t,
+            optimizer,
+            budget=budget,
+            seed=seed,
+            batch_size=batch_size,
+            total_steps=total_steps,
+            weight_decay=weight_decay,
+            progress=progress,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    png, js = out / "tune.png", out / "tune.json"
+    result.plot(png)
+    result.to_json(js)
+    table = Table(title=f"probes on {t.name} ({result.score_name}, higher is better)")
+    for col in ("peak", "steps", result.score_name, "round"):
+        table.add_column(col)
+    for p in result.probes:
+        score = "diverged" if p.diverged else fmt(p.score, 4)
+        table.add_row(fmt(p.peak), str(p.steps), score, str(p.round + 1))
+    console.print(table)
+    console.print(
+        f"tuned one-cycle peak for {result.total_steps} steps: [bold]{fmt(result.peak)}[/bold] "
+        f"(range test suggestion {fmt(result.range_test.suggestion)}); spent "
+        f"{result.spent:.2f} of a run (budget {result.budget:g})",
+        highlight=False,
+    )
+    console.print(f"how: {result.reason}", highlight=False)
+    console.print(f"wrote {png} and {js}")
 
 
 def _parse_values(values: str | None) -> list[float] | None:

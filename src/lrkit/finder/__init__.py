@@ -16,6 +16,7 @@ from lrkit.engine import RngState, TrainingSnapshot
 from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
 from lrkit.finder.range_test import lr_sequence, range_test, sweep_schedule
 from lrkit.finder.result import RangeTestResult, StopReason
+from lrkit.finder.search import Probe, TuneResult, tune_lr
 from lrkit.finder.smith import lr_bounds
 from lrkit.finder.suggest import (
     METHODS,
@@ -35,11 +36,13 @@ __all__ = [
     "METHODS",
     "CurveAnalysis",
     "HyperTestResult",
+    "Probe",
     "RangeTestResult",
     "RngState",
     "StopReason",
     "Suggestion",
     "TrainingSnapshot",
+    "TuneResult",
     "analyze_curve",
     "ema",
     "lr_bounds",
@@ -52,6 +55,7 @@ __all__ = [
     "suggest_steepest",
     "suggest_valley",
     "sweep_schedule",
+    "tune_lr",
     "weight_decay_test",
     "zero_lag_smooth",
 ]
