@@ -36,6 +36,7 @@ test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest -n 2
 
 bench: $(STAMP)
+	$(PIP) -e ".[all,test,bench]"
 	$(BIN)/python benchmarks/run_all.py
 
 gallery: $(STAMP)
