@@ -238,8 +238,8 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Processes (default: one per core).")
         ] = None,
     ) -> None:
-        """The README's main job: range test, one-cycle at the suggested peak against a
-        constant LR, a table, and an HTML report."""
+        """The README's main job: tune the one-cycle peak (range test and short probes), train
+        one cycle at it against a constant LR, a table, and an HTML report."""
         from ..experiments import run_demo
 
         run_and_report(

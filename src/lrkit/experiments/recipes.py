@@ -14,7 +14,7 @@ from .. import schedules as S
 from .._files import check_writable_dir
 from ..finder import RangeTestResult
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
-from ..finder.task import find_lr
+from ..finder.task import find_lr, tune_task
 from ..schedules import Hyper, Schedule, check_values
 from ..tasks import Task, get_task
 from ..train.optimizers import OPTIMIZERS, cycles_momentum
@@ -86,6 +86,22 @@ class Context:
             f"peak {peak:.3g} (band {sug.low:.3g}–{sug.high:.3g}), base {base:.3g}"
         )
         return base, peak
+
+    def tuned(self, optimizer: str, steps: int | None = None) -> tuple[float, float]:
+        """``(base, peak)`` of a one-cycle run of ``steps`` (default: the recipe's) with the peak
+        from :func:`lrkit.tune_lr` at half a run's budget (cached in the run directory), or from
+        ``--peak`` when given."""
+        n = self.steps if steps is None else steps
+        if self.peak is not None:
+            return self.peak / ONE_CYCLE_DIVISOR, self.peak
+        cache = self.folder / "tune" / f"{optimizer}-{n}steps.json"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        result = tune_task(self.task, optimizer, total_steps=n, cache=cache)
+        self.notes.append(
+            f"tune_lr ({optimizer}, {n} steps, {result.spent:.2f} of a run): peak "
+            f"{result.peak:.3g} (range test suggestion {result.range_test.suggestion or 0:.3g})"
+        )
+        return result.peak / ONE_CYCLE_DIVISOR, result.peak
 
     def trials(
         self,
@@ -197,10 +213,10 @@ def _optimizers(ctx: Context) -> list[Trial]:
 # -- 4. super-convergence -------------------------------------------------------------------------
 def _super_convergence(ctx: Context) -> list[Trial]:
     opt = ctx.task.optimizer
-    base, peak = ctx.bounds(opt, "one_cycle")
     lr0 = ctx.task.lr_for(opt)
     n = ctx.steps
     short = max(10, n // 4)
+    base, peak = ctx.tuned(opt, short)
     trials = ctx.trials("constant", opt, lr0)
     trials += ctx.trials("step-decay", opt, S.multistep(lr0, (n // 2, n * 3 // 4)))
     trials += ctx.trials("one-cycle", opt, S.one_cycle(peak, short, start=base), steps=short)
@@ -216,7 +232,7 @@ WEIGHT_DECAYS = (1e-3, 1e-4, 1e-5, 0.0)
 
 def _weight_decay(ctx: Context) -> list[Trial]:
     opt = ctx.task.optimizer
-    base, peak = ctx.bounds(opt, "one_cycle")
+    base, peak = ctx.tuned(opt)
     trials: list[Trial] = []
     for wd in WEIGHT_DECAYS:
         sched = S.one_cycle(peak, ctx.steps, start=base)
@@ -252,7 +268,7 @@ def _baseline_findings(ctx: Context, arms: list[Arm]) -> list[str]:
 
 def _demo(ctx: Context) -> list[Trial]:
     opt = ctx.task.optimizer
-    base, peak = ctx.bounds(opt, "one_cycle")
+    base, peak = ctx.tuned(opt)
     lr0 = ctx.task.lr_for(opt)
     return ctx.trials(f"constant lr={lr0:g}", opt, lr0) + ctx.trials(
         f"one-cycle peak={peak:.3g}", opt, S.one_cycle(peak, ctx.steps, start=base)
@@ -261,13 +277,13 @@ def _demo(ctx: Context) -> list[Trial]:
 
 DEMO = Recipe(
     "demo",
-    "The range test's suggestion, used as the one-cycle peak, trains at least as well as the "
-    "usual constant learning rate, without a grid search.",
+    "The peak lrkit tunes (tune_lr, half a run's budget), used as the one-cycle peak, trains at "
+    "least as well as the usual constant learning rate, without a grid search.",
     "Smith 2015 (arXiv 1506.01186); Smith & Topin 2017 (arXiv 1708.07120).",
     _demo,
     lambda ctx, arms: speedup_findings(arms, arms[0].label, ctx.task.metric_name),
 )
-"""What ``lrkit demo`` runs: one-cycle at the suggested peak against the constant LR."""
+"""What ``lrkit demo`` runs: one-cycle at the tuned peak against the constant LR."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -310,7 +326,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "super-convergence",
-            "One cycle (peak from the range test) reaches the baselines' final accuracy in a "
+            "One cycle (peak from tune_lr) reaches the baselines' final accuracy in a "
             "fraction of the iterations; cyclical momentum helps.",
             "Smith & Topin 2017, Super-Convergence, arXiv 1708.07120 (ResNet-56 on CIFAR-10: "
             "92.4% after 10k iterations vs 91.2% after 80k); Smith 2018, arXiv 1803.09820.",
@@ -350,7 +366,7 @@ def run_demo(
     progress: ProgressFn | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RecipeRun:
-    """Range test on ``task``, then one-cycle at the suggested peak and the task's constant-LR
+    """Tune the one-cycle peak on ``task``, then one-cycle at that peak and the task's constant-LR
     baseline for the same number of steps over ``seeds`` seeds, stored in ``out`` (resumable).
     The findings give each arm's steps to the constant baseline's final metric."""
     return _execute(

@@ -8,18 +8,19 @@ corrects for their shorter horizon before it answers:
 
 1. **Bracket.** A range test (:func:`~lrkit.finder.range_test`, extended when it finds no clear
    descent) gives an anchor (lrkit's suggestion) and a ceiling (where the loss turns up).
-2. **Probe.** ``K`` peaks a factor of two apart around the anchor, below the ceiling, each
-   trained for ``L`` updates with ``schedule(peak, L)`` from the same state and data order, and
-   scored on the validation loss (or ``metric_fn``).
-3. **Halve.** The better half trains again for ``2L`` updates (successive halving).
-4. **Correct for the horizon.** The best peak of a run falls as the run gets longer (Bjorck et
-   al., ICLR 2025, arXiv 2409.19913: ``LR*(D) ∝ D^-β``); a 100-step range test or a short probe is
-   a short-horizon estimate (Wu et al. 2018). The best peaks at ``L`` and ``2L`` (each refined
-   by a parabola through the scores in log-LR) measure the drift per doubling of the horizon,
-   ``d = log2(p_L / p_2L)``; it is shrunk halfway towards the prior ``d0 = 1/3`` (a fixed ÷2
-   from a ⅛-length run, measured on six tasks) and extrapolated over the ``log2(total_steps /
-   2L)`` doublings left: ``peak = p_2L · 2^(-d̂ · n)``, kept within ``[p_2L / 8, 2 p_2L]``, below
-   the ceiling and below half the smallest peak whose probe diverged.
+2. **Probe.** Peaks a factor of two apart, each trained for ``L`` updates with
+   ``schedule(peak, L)`` from the same state and data order, and scored on the validation loss
+   (or ``metric_fn``). They are centred on the anchor moved up by the prior drift (short runs
+   prefer higher peaks) and kept below the ceiling; the best is refined by a parabola through
+   the scores in log-LR.
+3. **Correct for the horizon.** The best peak of a run falls as the run gets longer (Bjorck et
+   al., ICLR 2025, arXiv 2409.19913: ``LR*(D) ∝ D^-β``); a range test or a short probe is a
+   short-horizon estimate (Wu et al. 2018). When the budget allows probes of at least an eighth
+   of the run, four probes of ``L`` and three of ``2L`` (around the first round's best) measure
+   the drift per doubling of the horizon, ``d = log2(p_L / p_2L)``, shrunk halfway towards the
+   prior ``d0`` (:data:`PRIOR_DRIFT`); otherwise three probes of ``L`` use the prior alone. The
+   drift is extrapolated over the doublings left, ``peak = p · 2^(-d̂ · n)``, kept within
+   ``[p / 16, 2 p]``, below the ceiling and below half the smallest peak whose probe diverged.
 
 The cost unit is one optimizer update (``accumulation_steps`` batches, forward and backward); an
 evaluation batch counts as a third of a batch's update (a forward pass only). The search never
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from lrkit._files import atomic_write_text
-from lrkit.driver import Scheduler
+from lrkit.driver import Scheduler, read_value
 from lrkit.engine import (
     BatchStream,
     Engine,
@@ -68,13 +69,15 @@ logger = logging.getLogger(__name__)
 ScheduleFn = Callable[[float, int], "Schedule | Hyper"]
 """``schedule(peak, steps) -> Schedule | Hyper``: the policy the user trains with."""
 
-PRIOR_DRIFT = 0.25
-"""Prior drift of the best peak per doubling of the horizon (log2 units)."""
+PRIOR_DRIFT = 0.4
+"""Prior drift of the best peak per doubling of the horizon (log2 units): from one-cycle grids
+at 1/16, 1/8 and the full length on the built-in tasks and the held-out design half, where
+short runs' best peaks sat 0 to 1.1 doublings per doubling of the horizon above the full
+run's."""
 
 _EVAL_COST = 1.0 / 3.0
 _MIN_PROBE = 8
 _MIN_RANGE_TEST = 10
-_CANDIDATES = 4
 _MAX_SKIPS = 50
 
 
@@ -162,6 +165,39 @@ class TuneResult:
     def to_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as JSON (atomically)."""
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TuneResult:
+        """Rebuild a result written by :meth:`to_dict` (without its ``schedule`` function: a
+        rebuilt result's :meth:`train_schedule` is lrkit's one-cycle)."""
+        return cls(
+            peak=float(d["peak"]),
+            total_steps=int(d["total_steps"]),
+            probes=[
+                Probe(
+                    float(p["peak"]),
+                    int(p["steps"]),
+                    math.nan if p["score"] is None else float(p["score"]),
+                    bool(p["diverged"]),
+                    int(p["round"]),
+                )
+                for p in d["probes"]
+            ],
+            range_test=RangeTestResult.from_dict(d["range_test"]),
+            budget=float(d["budget"]),
+            spent=float(d["spent"]),
+            score_name=str(d["score_name"]),
+            maximize=bool(d["maximize"]),
+            reason=str(d["reason"]),
+            holdout=d.get("holdout"),
+            drift=d.get("drift"),
+        )
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> TuneResult:
+        """Read a result written by :meth:`to_json`."""
+        with open(path) as fh:
+            return cls.from_dict(json.load(fh))
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
         """The range-test curve with the probes (by round and length) and the choice marked;
@@ -301,33 +337,49 @@ def _holdout(data: Iterable[Any], seed: int) -> tuple[Iterable[Any], Iterable[An
 
 
 def _range_plan(units: float, range_test_steps: int) -> tuple[int, int]:
-    """The range test's length and extension: a fifth of the budget (at least
-    ``_MIN_RANGE_TEST`` updates), and an extension (``range_test(extend=...)``) only while the
-    worst case leaves 70% of the budget for the probes."""
-    r = min(range_test_steps, max(_MIN_RANGE_TEST, int(units * 0.2)))
+    """The range test's length and extension: a fifth of the budget, at least a third of
+    ``range_test_steps`` when the budget allows, and an extension (``range_test(extend=...)``)
+    only while the worst case leaves 70% of the budget for the probes."""
+    floor = min(max(_MIN_RANGE_TEST, range_test_steps // 3), int(units * 0.5))
+    r = min(range_test_steps, max(_MIN_RANGE_TEST, floor, int(units * 0.2)))
     for extend in (3, 2):
         if r * (1 + extend) <= 0.3 * units:
             return r, extend
     return r, 1
 
 
+def _sweep_range(
+    start_lr: float, end_lr: float, steps: int, full_steps: int, own_lr: float
+) -> tuple[float, float]:
+    """The LR range of a range test shortened by the budget: the full range when it has its
+    full length, else narrowed to four decades below and two above the optimizer's own
+    learning rate (within the full range), so that each step still moves the LR by a small
+    factor."""
+    if steps >= full_steps or own_lr <= 0:
+        return start_lr, end_lr
+    low, high = max(start_lr, own_lr * 1e-4), min(end_lr, own_lr * 1e2)
+    return (low, high) if low < high else (start_lr, end_lr)
+
+
 @dataclass(frozen=True)
 class _ProbePlan:
     rounds: int
+    candidates: int
     steps: int
 
 
 def _probe_plan(left: float, total_steps: int, eval_cost: float) -> _ProbePlan:
-    """How to spend what the range test left: ``K`` probes of ``L`` updates and three of
-    ``2L`` (``(K + 6) L`` updates), else one round of ``K``, else none."""
-    k = _CANDIDATES
-    length = min(int((left - (k + 3) * eval_cost) // (k + 6)), total_steps // 4)
+    """How to spend what the range test left. Probes shorter than an eighth of the run mislead
+    (their best peaks drift far from the full run's), so: two rounds (four probes of ``L``
+    updates, three of ``2L``) when ``L`` reaches an eighth of the run; else one round of three
+    probes as long as the budget allows; else none."""
+    length = min(int((left - 7 * eval_cost) // 10), total_steps // 4)
+    if length >= max(_MIN_PROBE, total_steps / 8):
+        return _ProbePlan(2, 4, length)
+    length = min(int((left - 3 * eval_cost) // 3), total_steps // 2)
     if length >= _MIN_PROBE:
-        return _ProbePlan(2, length)
-    length = min(int((left - k * eval_cost) // k), total_steps // 2)
-    if length >= _MIN_PROBE:
-        return _ProbePlan(1, length)
-    return _ProbePlan(0, 0)
+        return _ProbePlan(1, 3, length)
+    return _ProbePlan(0, 0, 0)
 
 
 # -- probing -----------------------------------------------------------------------------------
@@ -362,6 +414,7 @@ class _Prober:
         self.total_units = total_units
         self.spent = 0.0
         self.val_batches = sum(1 for _ in val)
+        self.own_lr = max(read_value(g, "lr") for g in engine.optimizer.param_groups)
         self.eval_cost = self.val_batches * _EVAL_COST / engine.accumulation_steps
 
     def reseed(self) -> None:
@@ -447,12 +500,15 @@ def _below(peaks: list[float], ceiling: float | None) -> list[float]:
     return [p * ceiling / peaks[-1] for p in peaks]
 
 
-def _anchor(result: RangeTestResult) -> tuple[float, float | None, str]:
-    """The anchor of the probes, the ceiling, and where the anchor came from."""
+def _anchor(result: RangeTestResult, own_lr: float) -> tuple[float, float | None, str]:
+    """The anchor of the probes, the ceiling, and where the anchor came from: the range test's
+    suggestion, else the optimizer's own learning rate, else minimum/10 of the curve."""
     analysis = analyze_curve(result.lrs, result.scored_losses)
     ceiling = analysis.lr_up
     if result.suggestion is not None:
         return result.suggestion, ceiling, "the range test's suggestion"
+    if own_lr > 0:
+        return own_lr, ceiling, "the optimizer's own learning rate (the range test found no basin)"
     minimum = result.suggest("minimum").lr
     if minimum is not None:
         return minimum, ceiling, "minimum/10 of the range test (no clear basin)"
@@ -613,6 +669,7 @@ def _search(
             engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress, units
         )
         steps, extend = _range_plan(units, range_test_steps)
+        low, high = _sweep_range(start_lr, end_lr, steps, range_test_steps, prober.own_lr)
         _reseed(seed, sources)
         found = range_test(
             model,
@@ -620,8 +677,8 @@ def _search(
             train,
             loss_fn,
             step_fn=step_fn,
-            start_lr=start_lr,
-            end_lr=end_lr,
+            start_lr=low,
+            end_lr=high,
             steps=steps,
             accumulation_steps=accumulation_steps,
             scaler=scaler,
@@ -647,7 +704,7 @@ def _probe_and_choose(
     units: float,
     holdout: str | None,
 ) -> TuneResult:
-    anchor, ceiling, source = _anchor(found)
+    anchor, ceiling, source = _anchor(found, prober.own_lr)
     score_name = "metric" if prober.metric_fn is not None else "val_loss"
 
     def result(peak: float, probes: list[Probe], reason: str, drift: float | None) -> TuneResult:
@@ -671,14 +728,14 @@ def _probe_and_choose(
     length = plan.steps
     # short runs prefer higher peaks: centre the first round where the prior puts the anchor
     shift = 2.0 ** (PRIOR_DRIFT * math.log2(total_steps / length))
-    first = _below(_around(anchor * shift, _CANDIDATES), ceiling)
+    first = _below(_around(anchor * shift, plan.candidates), ceiling)
     probes = [prober.run(p, length, 0) for p in first]
     p1 = _vertex(probes, prober)
     p2: float | None = None
     if plan.rounds == 2:
         second = _below(_around(p1 * 2.0**-PRIOR_DRIFT, 3), ceiling)
         probes += [prober.run(p, 2 * length, 1) for p in second]
-        p2 = _vertex(probes[_CANDIDATES:], prober)
+        p2 = _vertex(probes[plan.candidates :], prober)
     diverged = [p.peak for p in probes if p.diverged]
     cap = ceiling
     if diverged:

@@ -71,7 +71,8 @@ def _task_setup(
     t: Task, opt_name: str, seed: int, batch_size: int | None, weight_decay: float
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
     model = t.make_model(seed)
-    opt = build_optimizer(opt_name, model.parameters(), lr=1e-7, weight_decay=weight_decay)
+    lr = t.lr_for(opt_name)  # the search falls back on it; the range test sweeps its own
+    opt = build_optimizer(opt_name, model.parameters(), lr=lr, weight_decay=weight_decay)
     train, _ = t.loaders(batch_size=batch_size, seed=seed)
     return model, opt, train
 
@@ -157,18 +158,24 @@ def tune_task(
     batch_size: int | None = None,
     total_steps: int | None = None,
     weight_decay: float = 0.0,
+    cache: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> TuneResult:
     """:func:`~lrkit.finder.search.tune_lr` on a task: its model (seeded), training loader,
     validation loader and metric (maximized), for a one-cycle run of ``total_steps`` (default:
-    the task's epochs)."""
+    the task's epochs). ``cache`` works as :func:`find_lr`'s."""
     t = get_task(task) if isinstance(task, str) else task
     opt_name = optimizer or t.optimizer
+    if cache is not None and Path(cache).exists():
+        try:
+            return TuneResult.from_json(cache)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("tune cache %s is corrupt (%s); searching again", cache, err)
     with torch_threads(1):  # small built-in models: one thread is fastest
         model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
         _, val = t.loaders(batch_size=batch_size, seed=seed)
         steps = total_steps if total_steps is not None else t.epochs * len(train)
-        return tune_lr(
+        result = tune_lr(
             model,
             opt,
             train,
@@ -181,3 +188,6 @@ def tune_task(
             seed=seed,
             progress=progress,
         )
+    if cache is not None:
+        result.to_json(cache)
+    return result
