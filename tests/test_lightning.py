@@ -251,3 +251,20 @@ def test_import_lrkit_imports_no_lightning() -> None:
 
     code = "import sys, lrkit; assert 'pytorch_lightning' not in sys.modules, 'imported'"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_tune_lr_on_a_datamodule_restores_the_module_without_warnings() -> None:
+    import warnings
+
+    from lrkit.lightning import tune_lr
+
+    torch.manual_seed(0)
+    module = LitPlain()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = tune_lr(module, datamodule=Mnist1d(), total_steps=400, budget=0.5)
+    assert result.peak > 0 and result.probes and result.spent <= 0.5
+    assert result.score_name == "val_loss" and result.holdout is None
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -25,8 +25,10 @@ from typing import Any
 import torch
 
 from lrkit.driver import Scheduler
-from lrkit.finder import RangeTestResult
+from lrkit.engine import StepFn
+from lrkit.finder import RangeTestResult, TuneResult
 from lrkit.finder import range_test as _range_test
+from lrkit.finder import tune_lr as _tune_lr
 from lrkit.schedules import Hyper, Schedule
 
 
@@ -45,7 +47,7 @@ def _import_lightning() -> Any:
 pl = _import_lightning()
 _Callback: Any = pl.Callback
 
-__all__ = ["ScheduleCallback", "range_test"]
+__all__ = ["ScheduleCallback", "range_test", "tune_lr"]
 
 _LOG_WITHOUT_TRAINER = "You are trying to `self.log()` but the `self.trainer` reference"
 
@@ -184,6 +186,43 @@ def _loss_of(output: Any) -> torch.Tensor:
     return output
 
 
+def _prepare(
+    module: Any,
+    train_dataloaders: Iterable[Any] | None,
+    datamodule: Any,
+    val_dataloaders: Iterable[Any] | None,
+    validate: bool,
+    optimizer: torch.optim.Optimizer | None,
+) -> tuple[Iterable[Any], Iterable[Any] | None, torch.optim.Optimizer, StepFn]:
+    """The data, validation data, optimizer and ``step_fn`` of a LightningModule."""
+    if not isinstance(module, pl.LightningModule):
+        raise TypeError(f"module must be a LightningModule, got {type(module).__name__}")
+    if (train_dataloaders is None) == (datamodule is None):
+        raise ValueError("give either train_dataloaders or datamodule")
+    if validate and datamodule is None:
+        raise ValueError("validate=True reads the datamodule's val_dataloader(); pass datamodule")
+    data: Iterable[Any] | None = train_dataloaders
+    if datamodule is not None:
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        data = datamodule.train_dataloader()
+        if validate:
+            val_dataloaders = datamodule.val_dataloader()
+    if data is None:
+        raise ValueError("the datamodule's train_dataloader() returned None")
+    if optimizer is None:
+        optimizer = _first_optimizer(module.configure_optimizers())
+    calls = [0]
+
+    def step_fn(model: Any, batch: Any) -> torch.Tensor:
+        calls[0] += 1
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=re.escape(_LOG_WITHOUT_TRAINER))
+            return _loss_of(model.training_step(batch, calls[0] - 1))
+
+    return data, val_dataloaders, optimizer, step_fn
+
+
 def range_test(
     module: Any,
     train_dataloaders: Iterable[Any] | None = None,
@@ -213,36 +252,33 @@ def range_test(
     Lightning gives outside a Trainer. The step runs outside a Trainer, so ``training_step``
     must not need ``self.trainer``.
     """
-    if not isinstance(module, pl.LightningModule):
-        raise TypeError(f"module must be a LightningModule, got {type(module).__name__}")
-    if (train_dataloaders is None) == (datamodule is None):
-        raise ValueError("give either train_dataloaders or datamodule")
-    if validate and datamodule is None:
-        raise ValueError("validate=True reads the datamodule's val_dataloader(); pass datamodule")
-    data: Iterable[Any] | None = train_dataloaders
-    if datamodule is not None:
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        data = datamodule.train_dataloader()
-        if validate:
-            val_dataloaders = datamodule.val_dataloader()
-    if optimizer is None:
-        optimizer = _first_optimizer(module.configure_optimizers())
-    calls = [0]
+    data, val, opt, step_fn = _prepare(
+        module, train_dataloaders, datamodule, val_dataloaders, validate, optimizer
+    )
+    return _range_test(module, opt, data, step_fn=step_fn, val_data=val, **range_test_kwargs)
 
-    def step_fn(model: Any, batch: Any) -> torch.Tensor:
-        calls[0] += 1
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=re.escape(_LOG_WITHOUT_TRAINER))
-            return _loss_of(model.training_step(batch, calls[0] - 1))
 
-    if data is None:
-        raise ValueError("the datamodule's train_dataloader() returned None")
-    return _range_test(
-        module,
-        optimizer,
-        data,
-        step_fn=step_fn,
-        val_data=val_dataloaders,
-        **range_test_kwargs,
+def tune_lr(
+    module: Any,
+    train_dataloaders: Iterable[Any] | None = None,
+    *,
+    total_steps: int,
+    datamodule: Any = None,
+    val_dataloaders: Iterable[Any] | None = None,
+    validate: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
+    **tune_kwargs: Any,
+) -> TuneResult:
+    """The budgeted search (:func:`lrkit.tune_lr`) on a LightningModule's own
+    ``training_step``: the peak of the schedule you will train with for ``total_steps``
+    updates, probes scored on the loss ``training_step`` gives on the validation batches
+    (``val_dataloaders``, or the datamodule's with ``validate=True``; without either, a slice
+    of the training batches). Arguments otherwise as :func:`range_test`'s and
+    :func:`lrkit.tune_lr`'s; the module and optimizer are restored afterwards."""
+    use_val = validate and datamodule is not None
+    data, val, opt, step_fn = _prepare(
+        module, train_dataloaders, datamodule, val_dataloaders, use_val, optimizer
+    )
+    return _tune_lr(
+        module, opt, data, step_fn=step_fn, val_data=val, total_steps=total_steps, **tune_kwargs
     )
