@@ -206,3 +206,32 @@ def test_cli_table_prints_the_carried_lowest_loss(
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "0.1235" in out.output and "0.6543" in out.output
+
+
+def test_ctrl_c_stops_the_series_at_the_interrupted_value() -> None:
+    model, opt = _setup()
+    calls = {"n": 0}
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 20:  # inside the second value's sweep
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(out, y)
+
+    res = weight_decay_test(
+        model, opt, make_data(), loss_fn, weight_decays=(1e-3, 1e-4, 0.0), extend=1, **FAST
+    )
+    assert res.values == [1e-3, 1e-4] and len(res.results) == 2
+    assert res.results[-1].stop_reason == "interrupted"
+    assert opt.param_groups[0]["weight_decay"] == 5e-4
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    from lrkit._files import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.json", "{}")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask

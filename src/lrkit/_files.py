@@ -24,6 +24,12 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it and rename it over
     ``path``, so a reader (or a resumed run) sees the old file or the new one, never a partial
@@ -32,6 +38,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the mode a plain open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

@@ -173,14 +173,15 @@ def _run_series(
             for group in optimizer.param_groups:
                 apply(group, value)
             results.append(run())
+            if results[-1].stop_reason == "interrupted":  # Ctrl-C stops the whole series
+                break
     finally:
         for group, original in zip(optimizer.param_groups, saved, strict=True):
             for key, v in original.items():
                 group[key] = v
-    best, reason = recommend(values, results)
-    return HyperTestResult(
-        name=name, values=[float(v) for v in values], results=results, best=best, reason=reason
-    )
+    done = [float(v) for v in values[: len(results)]]
+    best, reason = recommend(done, results)
+    return HyperTestResult(name=name, values=done, results=results, best=best, reason=reason)
 
 
 def _check_data(data: Iterable[Any]) -> None:
