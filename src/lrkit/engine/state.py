@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -205,45 +206,8 @@ class TrainingSnapshot:
             tensors[key] = t if mode == "disk" else t.to("cpu", copy=True)
             return _TensorSlot(key, t.device)
 
-        for i, p in enumerate(model.parameters()):
-            data_slot = save(f"p{i}", p)
-            grad_slot = save(f"g{i}", p.grad) if p.grad is not None else None
-            snap._params.append((p, data_slot, grad_slot))
-        j = 0
-        for module in model.modules():
-            snap._training.append((module, module.training))
-            for name, buf in module._buffers.items():
-                slot = None
-                if buf is not None:
-                    slot = save(f"b{j}", buf)
-                    j += 1
-                snap._buffers.append((module, name, slot))
-
-        snap._opt_params = [p for g in optimizer.param_groups for p in g["params"]]
-        index = {id(p): k for k, p in enumerate(snap._opt_params)}
-        snap._opt_state_keys = list(optimizer.state.keys())
-        for key in snap._opt_state_keys:
-            k = index.get(id(key), -1)
-            if k < 0:
-                continue
-            entry: dict[str, Any] = {}
-            for name, value in optimizer.state[key].items():
-                if _is_tensor(value):
-                    entry[name] = save(f"s{k}.{name}", value)
-                else:
-                    entry[name] = copy.deepcopy(value)
-            snap._opt_state[k] = entry
-        for g, group in enumerate(optimizer.param_groups):
-            saved: dict[str, Any] = {}
-            for name, value in group.items():
-                if name == "params":
-                    continue
-                if _is_tensor(value):
-                    saved[name] = save(f"h{g}.{name}", value)
-                else:
-                    saved[name] = copy.deepcopy(value)
-            snap._groups.append(saved)
-
+        snap._record_model(save)
+        snap._record_optimizer(save)
         if scaler is not None:
             snap._scaler_state = {
                 "state_dict": scaler.state_dict(),
@@ -266,6 +230,43 @@ class TrainingSnapshot:
         else:
             snap._store = tensors
         return snap
+
+    def _record_model(self, save: Callable[[str, torch.Tensor], _TensorSlot]) -> None:
+        """Parameters, gradients, buffers and train/eval modes."""
+        for i, p in enumerate(self.model.parameters()):
+            data_slot = save(f"p{i}", p)
+            grad_slot = save(f"g{i}", p.grad) if p.grad is not None else None
+            self._params.append((p, data_slot, grad_slot))
+        j = 0
+        for module in self.model.modules():
+            self._training.append((module, module.training))
+            for name, buf in module._buffers.items():
+                slot = None
+                if buf is not None:
+                    slot = save(f"b{j}", buf)
+                    j += 1
+                self._buffers.append((module, name, slot))
+
+    def _record_optimizer(self, save: Callable[[str, torch.Tensor], _TensorSlot]) -> None:
+        """The optimizer's per-parameter state and its param groups' hyperparameters."""
+        optimizer = self.optimizer
+        self._opt_params = [p for g in optimizer.param_groups for p in g["params"]]
+        index = {id(p): k for k, p in enumerate(self._opt_params)}
+        self._opt_state_keys = list(optimizer.state.keys())
+
+        def record(values: Any, prefix: str) -> dict[str, Any]:
+            return {
+                name: save(f"{prefix}.{name}", v) if _is_tensor(v) else copy.deepcopy(v)
+                for name, v in values.items()
+                if name != "params"
+            }
+
+        for key in self._opt_state_keys:
+            k = index.get(id(key), -1)
+            if k >= 0:
+                self._opt_state[k] = record(optimizer.state[key], f"s{k}")
+        for g, group in enumerate(optimizer.param_groups):
+            self._groups.append(record(group, f"h{g}"))
 
     def _load(self) -> dict[str, torch.Tensor]:
         if self._store is not None:
