@@ -167,9 +167,34 @@ def _cycle_args(s: one_cycle_lr | one_cycle_momentum) -> list[tuple[str, Any]]:
     return out
 
 
+class _Cycle(Schedule):
+    """A piece of the one-cycle policy: a :class:`piecewise` curve over ``total_steps`` built
+    once from the checked fields, which :meth:`_freeze` stores back."""
+
+    total_steps: int
+
+    def _freeze(
+        self, fields: dict[str, Any], knots: tuple[float, ...], values: tuple[float, ...]
+    ) -> None:
+        anneal: Anneal = getattr(self, "anneal")  # noqa: B009 - a field of the subclasses
+        for key, value in fields.items():
+            setattr_frozen(self, key, value)
+        curve = piecewise(knots, values, anneal, steps=fields["total_steps"])
+        setattr_frozen(self, "_curve", curve)
+
+    @property
+    def steps(self) -> int:
+        """``total_steps``."""
+        return self.total_steps
+
+    def _values(self, t: FloatArray) -> FloatArray:
+        curve: piecewise = self.__dict__["_curve"]
+        return curve._values(t)
+
+
 @register
 @dataclass(frozen=True, repr=False)
-class one_cycle_lr(Schedule):
+class one_cycle_lr(_Cycle):
     """The learning rate of the one-cycle policy; :func:`one_cycle` pairs it with
     :class:`one_cycle_momentum`.
 
@@ -207,24 +232,8 @@ class one_cycle_lr(Schedule):
         _check_anneal(self.anneal)
         knots = _cycle_knots(total, self.pct_start, self.three_phase)
         values = (start, peak, start, end) if self.three_phase else (start, peak, end)
-        for key, value in (
-            ("peak", peak),
-            ("total_steps", total),
-            ("start", start),
-            ("end", end),
-            ("pct_start", float(self.pct_start)),
-        ):
-            setattr_frozen(self, key, value)
-        setattr_frozen(self, "_curve", piecewise(knots, values, self.anneal, steps=total))
-
-    @property
-    def steps(self) -> int:
-        """``total_steps``."""
-        return self.total_steps
-
-    def _values(self, t: FloatArray) -> FloatArray:
-        curve: piecewise = self.__dict__["_curve"]
-        return curve._values(t)
+        fields = {"peak": peak, "total_steps": total, "start": start, "end": end}
+        self._freeze({**fields, "pct_start": float(self.pct_start)}, knots, values)
 
     def call_args(self) -> list[tuple[str, Any]]:
         """The arguments of the call that builds this schedule, those at their defaults left
@@ -243,7 +252,7 @@ class one_cycle_lr(Schedule):
 
 @register
 @dataclass(frozen=True, repr=False)
-class one_cycle_momentum(Schedule):
+class one_cycle_momentum(_Cycle):
     """The cyclical momentum of the one-cycle policy: ``high → low`` while the LR of a
     :class:`one_cycle_lr` with the same ``total_steps``, ``pct_start``, ``anneal`` and
     ``three_phase`` rises, ``low → high`` while it falls (held at ``high`` in the third phase).
@@ -268,23 +277,8 @@ class one_cycle_momentum(Schedule):
         _check_anneal(self.anneal)
         knots = _cycle_knots(total, self.pct_start, self.three_phase)
         values = (high, low, high, high) if self.three_phase else (high, low, high)
-        for key, value in (
-            ("high", high),
-            ("low", low),
-            ("total_steps", total),
-            ("pct_start", float(self.pct_start)),
-        ):
-            setattr_frozen(self, key, value)
-        setattr_frozen(self, "_curve", piecewise(knots, values, self.anneal, steps=total))
-
-    @property
-    def steps(self) -> int:
-        """``total_steps``."""
-        return self.total_steps
-
-    def _values(self, t: FloatArray) -> FloatArray:
-        curve: piecewise = self.__dict__["_curve"]
-        return curve._values(t)
+        fields = {"high": high, "low": low, "total_steps": total}
+        self._freeze({**fields, "pct_start": float(self.pct_start)}, knots, values)
 
     def __repr__(self) -> str:
         args: list[tuple[str, Any]] = [
