@@ -55,7 +55,14 @@ def finder(task_name: str, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> 
     opt = build_optimizer(task.optimizer, model.parameters(), lr=1e-4)
     t0 = time.perf_counter()
     result = range_test(
-        model, opt, batches, task.loss_fn, start_lr=1e-6, end_lr=1e-3, steps=len(batches)
+        model,
+        opt,
+        batches,
+        task.loss_fn,
+        start_lr=1e-6,
+        end_lr=1e-3,
+        steps=len(batches),
+        extend=1,  # one sweep: an extension is a second sweep, a stated extra cost
     )
     seconds = time.perf_counter() - t0
     if len(result.lrs) != len(batches):
