@@ -349,16 +349,13 @@ def _range_plan(units: float, range_test_steps: int) -> tuple[int, int]:
 
 
 def _sweep_range(
-    start_lr: float, end_lr: float, steps: int, full_steps: int, own_lr: float
+    start_lr: float, end_lr: float, steps: int, full_steps: int
 ) -> tuple[float, float]:
-    """The LR range of a range test shortened by the budget: the full range when it has its
-    full length, else narrowed to four decades below and two above the optimizer's own
-    learning rate (within the full range), so that each step still moves the LR by a small
-    factor."""
-    if steps >= full_steps or own_lr <= 0:
+    """The LR range of a range test shortened by the budget: its top six decades (where
+    learning rates that train are), so that each step still moves the LR by a small factor."""
+    if steps >= full_steps:
         return start_lr, end_lr
-    low, high = max(start_lr, own_lr * 1e-4), min(end_lr, own_lr * 1e2)
-    return (low, high) if low < high else (start_lr, end_lr)
+    return max(start_lr, end_lr * 1e-6), end_lr
 
 
 @dataclass(frozen=True)
@@ -502,12 +499,14 @@ def _below(peaks: list[float], ceiling: float | None) -> list[float]:
 
 def _anchor(result: RangeTestResult, own_lr: float) -> tuple[float, float | None, str]:
     """The anchor of the probes, the ceiling, and where the anchor came from: the range test's
-    suggestion, else the optimizer's own learning rate, else minimum/10 of the curve."""
+    suggestion, else the optimizer's own learning rate when it is one that trains (in the top
+    six decades of the sweep, not a finder's placeholder such as 1e-7), else minimum/10 of the
+    curve."""
     analysis = analyze_curve(result.lrs, result.scored_losses)
     ceiling = analysis.lr_up
     if result.suggestion is not None:
         return result.suggestion, ceiling, "the range test's suggestion"
-    if own_lr > 0:
+    if result.end_lr * 1e-6 <= own_lr <= result.end_lr:
         return own_lr, ceiling, "the optimizer's own learning rate (the range test found no basin)"
     minimum = result.suggest("minimum").lr
     if minimum is not None:
@@ -669,7 +668,7 @@ def _search(
             engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress, units
         )
         steps, extend = _range_plan(units, range_test_steps)
-        low, high = _sweep_range(start_lr, end_lr, steps, range_test_steps, prober.own_lr)
+        low, high = _sweep_range(start_lr, end_lr, steps, range_test_steps)
         _reseed(seed, sources)
         found = range_test(
             model,
