@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrkit._checks import positive_int
 from lrkit.driver import Scheduler
 from lrkit.engine import (
     BatchStream,
@@ -88,14 +89,8 @@ def _check_args(
     snapshot: str,
 ) -> None:
     check_sweep_args(start_lr, end_lr, steps, mode, smoothing, diverge)
-    if (
-        isinstance(accumulation_steps, bool)
-        or not isinstance(accumulation_steps, int)
-        or accumulation_steps < 1
-    ):
-        raise ValueError(f"accumulation_steps must be an int >= 1, got {accumulation_steps!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    positive_int("accumulation_steps", accumulation_steps)
+    positive_int("repeats", repeats)
     if snapshot not in ("cpu", "disk"):
         raise ValueError(f"snapshot must be 'cpu' or 'disk', got {snapshot!r}")
 
@@ -304,7 +299,7 @@ def range_test(
     _check_args(
         start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats, snapshot
     )
-    _positive("extend", extend)
+    positive_int("extend", extend)
     _check_model_optimizer(model, optimizer)
     _check_callables(loss_fn, step_fn, metric_fn, val_data)
     rng = RngState.capture(data, val_data)
@@ -338,11 +333,6 @@ def range_test(
         snap.restore()
         snap.close()
     return result
-
-
-def _positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _no_clear_descent(result: RangeTestResult) -> bool:

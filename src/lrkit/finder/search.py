@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrkit._checks import positive_int
 from lrkit._files import atomic_write_text
 from lrkit.driver import Scheduler, read_value
 from lrkit.engine import (
@@ -272,8 +273,7 @@ def _check_schedule(schedule: ScheduleFn) -> None:
 
 
 def _check_numbers(total_steps: int, budget: float, range_test_steps: int) -> None:
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
+    positive_int("total_steps", total_steps)
     if total_steps < 2 * _MIN_PROBE:
         raise ValueError(
             f"total_steps ({total_steps}) is shorter than two probes of {_MIN_PROBE} steps; use "

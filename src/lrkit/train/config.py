@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lrkit._checks import positive_int, positive_int_or_none
 from lrkit.driver import Scheduler
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
@@ -23,16 +24,6 @@ from lrkit.train.optimizers import OptimizerFactory, build_optimizer, default_lr
 __all__ = ["Observe", "Plan", "TrainConfig", "resolve"]
 
 Observe = Literal["val_loss", "metric"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _positive_int_or_none(name: str, value: object) -> int | None:
-    return None if value is None else _positive_int(name, value)
 
 
 def _is_number(value: object) -> bool:
@@ -153,7 +144,7 @@ class TrainConfig:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
-        _positive_int("accumulation_steps", self.accumulation_steps)
+        positive_int("accumulation_steps", self.accumulation_steps)
         if self.observe not in ("val_loss", "metric"):
             raise ValueError(f"observe must be 'val_loss' or 'metric', got {self.observe!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
@@ -168,12 +159,12 @@ class TrainConfig:
                 f"give steps or epochs, not both (got steps={self.steps}, epochs={self.epochs})"
             )
         for name in ("steps", "epochs", "eval_every", "stop_at_cycle_end", "checkpoint_every"):
-            _positive_int_or_none(name, getattr(self, name))
+            positive_int_or_none(name, getattr(self, name))
         if self.checkpoint_every is not None and self.checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir (where to write checkpoints)")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir (where the checkpoint is)")
-        _positive_int_or_none("num_threads", self.num_threads)
+        positive_int_or_none("num_threads", self.num_threads)
         self._check_optimizer_settings()
 
     def _check_optimizer_settings(self) -> None:
@@ -338,7 +329,7 @@ def _length(c: TrainConfig, parts: _Parts) -> tuple[int, int | None, int | None]
         if epochs is None:
             if parts.task is None:
                 raise ValueError("give steps= or epochs= (no task to take the default from)")
-            epochs = _positive_int("epochs", parts.task.epochs)
+            epochs = positive_int("epochs", parts.task.epochs)
         if batches is None:
             raise ValueError("epochs= needs a train_loader with a length; give steps= instead")
         total = math.ceil(epochs * batches / accum)
