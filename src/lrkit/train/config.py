@@ -234,27 +234,6 @@ def _as_schedule(name: str, value: float | Schedule | Hyper | None) -> Schedule 
 
 
 @dataclass
-class Plan:
-    """A :class:`TrainConfig` resolved against its task and data: what the trainer runs."""
-
-    config: TrainConfig
-    task_name: str | None
-    model: nn.Module
-    train_loader: Iterable[Any]
-    val_loader: Iterable[Any] | None
-    loss_fn: LossFn
-    metric_fn: MetricFn | None
-    metric_name: str
-    optimizer_name: str
-    build: Callable[[], tuple[torch.optim.Optimizer, Scheduler | None]]
-    total_steps: int
-    eval_every: int | None
-    target: float | None
-    device: torch.device
-    fingerprint: dict[str, Any]
-
-
-@dataclass
 class _Parts:
     """The task merged with the explicit settings."""
 
@@ -266,6 +245,23 @@ class _Parts:
     metric_fn: MetricFn | None
     metric_name: str
     target: float | None
+
+
+@dataclass
+class Plan(_Parts):
+    """A :class:`TrainConfig` resolved against its task and data: what the trainer runs."""
+
+    config: TrainConfig
+    optimizer_name: str
+    build: Callable[[], tuple[torch.optim.Optimizer, Scheduler | None]]
+    total_steps: int
+    eval_every: int | None
+    device: torch.device
+    fingerprint: dict[str, Any]
+
+    @property
+    def task_name(self) -> str | None:
+        return None if self.task is None else self.task.name
 
 
 def _merge_task(c: TrainConfig) -> _Parts:
@@ -416,19 +412,12 @@ def resolve(config: TrainConfig) -> Plan:
         **described,
     }
     return Plan(
+        **vars(parts),
         config=config,
-        task_name=None if parts.task is None else parts.task.name,
-        model=parts.model,
-        train_loader=parts.train_loader,
-        val_loader=parts.val_loader,
-        loss_fn=parts.loss_fn,
-        metric_fn=parts.metric_fn,
-        metric_name=parts.metric_name,
         optimizer_name=name,
         build=build,
         total_steps=total,
         eval_every=eval_every,
-        target=parts.target,
         device=torch.device(config.device),
         fingerprint=fingerprint,
     )
