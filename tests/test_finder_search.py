@@ -39,6 +39,7 @@ class _FakeProber:
         self.schedule = None
         self.spent = 0.0
         self.own_lr = 0.1
+        self.usual_lr = 0.1
         self.runs: list[tuple[float, int]] = []
 
     def run(self, peak: float, steps: int, round_: int) -> Probe:
@@ -57,7 +58,9 @@ def _choose(
     monkeypatch: pytest.MonkeyPatch, prober: _FakeProber, anchor: float, total: int = 1000
 ) -> TuneResult:
     """The search's choice from ``prober``'s scores, anchored at ``anchor`` with no ceiling."""
-    monkeypatch.setattr(search, "_anchor", lambda result, own: (anchor, None, "a test anchor"))
+    monkeypatch.setattr(
+        search, "_anchor", lambda result, own, usual: (anchor, None, "a test anchor")
+    )
     plan = search._ProbePlan(rounds=2, candidates=4, steps=40)
     found: Any = None  # the range-test result is only passed through
     return search._probe_and_choose(found, plan, prober, total, 0.5, 500, None)  # type: ignore[arg-type]
@@ -296,5 +299,9 @@ def test_without_a_basin_the_probes_start_from_the_optimizers_own_lr() -> None:
         lrs=np.geomspace(1e-7, 10, 60), losses=np.ones(60), stop_reason="completed"
     )
     assert flat.suggestion is None
-    anchor, _, source = search._anchor(flat, 0.03)
+    anchor, _, source = search._anchor(flat, 0.03, 0.1)
     assert anchor == 0.03 and "own learning rate" in source
+    anchor, _, source = search._anchor(flat, 1e-7, 0.1)  # a finder's placeholder LR
+    assert anchor == 0.1 and "usual learning rate" in source
+    adam = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-7)
+    assert search._usual_lr(adam) == 1e-3

@@ -44,6 +44,7 @@ from torch import nn
 
 from lrkit._checks import positive_int
 from lrkit._files import atomic_write_text
+from lrkit._optimizers import SPECS
 from lrkit.driver import Scheduler, read_value
 from lrkit.engine import (
     BatchStream,
@@ -412,6 +413,7 @@ class _Prober:
         self.spent = 0.0
         self.val_batches = sum(1 for _ in val)
         self.own_lr = max(read_value(g, "lr") for g in engine.optimizer.param_groups)
+        self.usual_lr = _usual_lr(engine.optimizer)
         self.eval_cost = self.val_batches * _EVAL_COST / engine.accumulation_steps
 
     def reseed(self) -> None:
@@ -497,23 +499,34 @@ def _below(peaks: list[float], ceiling: float | None) -> list[float]:
     return [p * ceiling / peaks[-1] for p in peaks]
 
 
-def _anchor(result: RangeTestResult, own_lr: float) -> tuple[float, float | None, str]:
+def _usual_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The conventional learning rate of the optimizer's kind: lrkit's default for a named
+    optimizer class (0.1 for SGD, 1e-3 for Adam and AdamW, ...), else 1e-3 for one with betas
+    and 0.1 for the rest."""
+    for spec in SPECS.values():
+        if type(optimizer) is spec.cls:
+            return spec.lr
+    return 1e-3 if "betas" in optimizer.param_groups[0] else 0.1
+
+
+def _anchor(
+    result: RangeTestResult, own_lr: float, usual_lr: float
+) -> tuple[float, float | None, str]:
     """The anchor of the probes, the ceiling, and where the anchor came from: the range test's
-    suggestion, else the optimizer's own learning rate when it is one that trains (in the top
-    six decades of the sweep, not a finder's placeholder such as 1e-7), else minimum/10 of the
-    curve."""
+    suggestion; else, when the range test found no basin, the optimizer's own learning rate when
+    it is one that trains (in the top six decades of the sweep, not a finder's placeholder such
+    as 1e-7), else the conventional learning rate of the optimizer's kind."""
     analysis = analyze_curve(result.lrs, result.scored_losses)
     ceiling = analysis.lr_up
     if result.suggestion is not None:
         return result.suggestion, ceiling, "the range test's suggestion"
     if result.end_lr * 1e-6 <= own_lr <= result.end_lr:
         return own_lr, ceiling, "the optimizer's own learning rate (the range test found no basin)"
-    minimum = result.suggest("minimum").lr
-    if minimum is not None:
-        return minimum, ceiling, "minimum/10 of the range test (no clear basin)"
-    lrs = result.lrs[result.lrs > 0]
-    middle = float(math.sqrt(lrs[0] * lrs[-1])) if lrs.size else 1e-3
-    return middle, None, "the middle of the swept range (the range test found no descent)"
+    return (
+        usual_lr,
+        ceiling,
+        "the usual learning rate of the optimizer (the range test found no basin)",
+    )
 
 
 def _extrapolate(
@@ -703,7 +716,7 @@ def _probe_and_choose(
     units: float,
     holdout: str | None,
 ) -> TuneResult:
-    anchor, ceiling, source = _anchor(found, prober.own_lr)
+    anchor, ceiling, source = _anchor(found, prober.own_lr, prober.usual_lr)
     score_name = "metric" if prober.metric_fn is not None else "val_loss"
 
     def result(peak: float, probes: list[Probe], reason: str, drift: float | None) -> TuneResult:
