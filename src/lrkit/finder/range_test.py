@@ -180,8 +180,7 @@ class _Sweep:
         self.smoothed = watch.smoothed
         try:
             self.engine.model.train()
-            for i in range(self.steps):
-                lr = self.schedule(i)
+            for i, lr in enumerate(self.schedule.table(0, self.steps)):
                 train_loss = self._applied_update(stream, lr)
                 if train_loss is None:
                     self.stop_reason = "nan"
