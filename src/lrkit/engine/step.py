@@ -35,10 +35,6 @@ class Update:
     loss: float
     status: UpdateStatus
 
-    @property
-    def applied(self) -> bool:
-        return self.status == "applied"
-
 
 @dataclass(frozen=True)
 class Evaluation:

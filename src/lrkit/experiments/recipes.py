@@ -95,7 +95,6 @@ class Context:
         if self.peak is not None:
             return self.peak / ONE_CYCLE_DIVISOR, self.peak
         cache = self.folder / "tune" / f"{optimizer}-{n}steps.json"
-        cache.parent.mkdir(parents=True, exist_ok=True)
         result = tune_task(self.task, optimizer, total_steps=n, cache=cache)
         self.notes.append(
             f"tune_lr ({optimizer}, {n} steps, {result.spent:.2f} of a run): peak "

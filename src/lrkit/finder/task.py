@@ -69,12 +69,13 @@ def find_lr(
 
 def _task_setup(
     t: Task, opt_name: str, seed: int, batch_size: int | None, weight_decay: float
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any]:
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any, Any]:
+    """The task's model (seeded), the named optimizer, and the training and validation loaders."""
     model = t.make_model(seed)
     lr = t.lr_for(opt_name)  # the search falls back on it; the range test sweeps its own
     opt = build_optimizer(opt_name, model.parameters(), lr=lr, weight_decay=weight_decay)
-    train, _ = t.loaders(batch_size=batch_size, seed=seed)
-    return model, opt, train
+    train, val = t.loaders(batch_size=batch_size, seed=seed)
+    return model, opt, train, val
 
 
 def _range_test_task(
@@ -89,7 +90,7 @@ def _range_test_task(
     end_lr: float,
     progress: ProgressFn | None,
 ) -> RangeTestResult:
-    model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
+    model, opt, train, _ = _task_setup(t, opt_name, seed, batch_size, weight_decay)
     return range_test(
         model,
         opt,
@@ -139,7 +140,7 @@ def hyper_test_task(
         "progress": progress,
     }
     with torch_threads(1):  # small built-in models: one thread is fastest
-        model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
+        model, opt, train, _ = _task_setup(t, opt_name, seed, batch_size, weight_decay)
         if name == "weight_decay":
             if values is not None:
                 kwargs["weight_decays"] = values
@@ -172,8 +173,7 @@ def tune_task(
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.warning("tune cache %s is corrupt (%s); searching again", cache, err)
     with torch_threads(1):  # small built-in models: one thread is fastest
-        model, opt, train = _task_setup(t, opt_name, seed, batch_size, weight_decay)
-        _, val = t.loaders(batch_size=batch_size, seed=seed)
+        model, opt, train, val = _task_setup(t, opt_name, seed, batch_size, weight_decay)
         steps = total_steps if total_steps is not None else t.epochs * len(train)
         result = tune_lr(
             model,
