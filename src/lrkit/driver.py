@@ -337,9 +337,7 @@ class Scheduler(LRScheduler):
         return groups
 
     def _apply(self) -> None:
-        groups = self.optimizer.param_groups
-        if groups is not self._bound or len(groups) != self._bound_count:
-            self._build_writers()
+        groups = self._sync()
         t = self._step
         for index, key, table in self._fast:
             i = t - table.lo
