@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean gallery browser
+.PHONY: demo test lint typecheck bench claims clean gallery browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,11 +33,15 @@ browser:
 	  || echo "could not install chromium: the rendering test will be skipped"; }
 
 test: $(STAMP) lint typecheck browser
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(PIP) -e ".[all,test,bench]"
 	$(BIN)/python benchmarks/run_all.py
+
+# The papers' claims table (README.md and BENCHMARKS.md); reads time_to_accuracy.py's cache.
+claims: $(STAMP)
+	$(BIN)/python benchmarks/claims.py
 
 gallery: $(STAMP)
 	$(BIN)/python docs/make_gallery.py

@@ -37,13 +37,14 @@ from torch.utils.data import (
 )
 
 import lrkit.finder
-from _lr_free import train_lr_free
 from lrkit import schedules as S
 from lrkit.experiments import run_trial
 from lrkit.finder import METHODS, range_test
 from lrkit.tasks import Task, get_task
 from lrkit.train import History, fit
 from lrkit.train.optimizers import build_optimizer
+
+from _lr_free import train_lr_free
 
 BUDGET = 0.5
 """The budget of tune_lr, as a fraction of one training run."""

@@ -14,6 +14,8 @@ RUNS = [
     ["suggestion_regret.py"],
     ["suggestion_regret.py", "--suite", "heldout"],
     ["time_to_accuracy.py"],
+    ["claims.py"],  # after time_to_accuracy.py: it reads that cache
+    ["ray_overhead.py"],
     ["gpu_checks.py"],
 ]
 

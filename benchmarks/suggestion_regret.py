@@ -62,6 +62,13 @@ from typing import Any
 
 import numpy as np
 
+from lrkit import schedules as S
+from lrkit.experiments import RunDir, Trial, TrialRecord, run_trials
+from lrkit.experiments.trial import encode_lr
+from lrkit.finder import METHODS
+from lrkit.tasks import get_task
+from lrkit.train.history import History
+
 import _lr_free
 from _regret_trials import (
     BUDGET,
@@ -72,13 +79,6 @@ from _regret_trials import (
     total_steps,
     tune_version,
 )
-from lrkit import schedules as S
-from lrkit.experiments import RunDir, Trial, TrialRecord, run_trials
-from lrkit.experiments.trial import encode_lr
-from lrkit.finder import METHODS
-from lrkit.tasks import get_task, task_names
-from lrkit.train.history import History
-
 from _report import machine, write_section
 from heldout_tasks import DESIGN as HELDOUT_DESIGN
 from heldout_tasks import TEST as HELDOUT_TEST
@@ -87,6 +87,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "bench-regret2"
 GRID = 13
 SUITES = ("builtin", "heldout")
+BUILTIN_SUITE = (
+    "mnist1d-mlp",
+    "mnist1d-cnn",
+    "digits-cnn",
+    "friedman-mlp",
+    "breast-cancer-mlp",
+    "wine-mlp",
+)
+"""The built-in suite the recorded figures were measured on; built-in tasks added later for the
+experiments (the MNIST-1D paper's CNN and its transfer halves) are left out so the figures stay
+comparable."""
 EVAL_SEED = 100
 """First of the fresh training seeds for suggestions, peers and the noise floor."""
 
@@ -674,7 +685,7 @@ def render(
 
 
 def _suite_tasks(suite: str) -> list[str]:
-    return [*HELDOUT_DESIGN, *HELDOUT_TEST] if suite == "heldout" else list(task_names())
+    return [*HELDOUT_DESIGN, *HELDOUT_TEST] if suite == "heldout" else list(BUILTIN_SUITE)
 
 
 def _resolve_tasks(names: str, suite: str) -> list[str]:

@@ -346,8 +346,8 @@ def test_help_reads_in_whole_sentences(tmp_path: Path) -> None:
         ).stdout
 
     assert (
-        "The README's main job: tune the one-cycle peak (range test and short probes), train "
-        "one cycle at it against a constant LR, a table, and an HTML report." in help_of()
+        "The README's main job: one cycle at the tuned peak against the best constant LR."
+        in help_of()
     )
     assert (
         "With --test weight-decay or --test momentum, run Smith's test instead and print each "

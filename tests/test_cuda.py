@@ -129,3 +129,51 @@ def test_trainer_resume_on_the_gpu_is_bitwise(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bitwise" in proc.stdout
+
+
+def test_largest_batch_stops_at_the_out_of_memory_edge() -> None:
+    """With this process held to 2 GiB of the device, the doubling search ends at an
+    out-of-memory error; running the step again shows the size it returns fits and twice it
+    does not; the model, optimizer and the memory in use are as before."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 8192), nn.ReLU(), nn.Linear(8192, 10)).to(CUDA)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(64, 256, device=CUDA)
+    y = torch.randint(0, 10, (64,), device=CUDA)
+    params = [p.detach().clone() for p in model.parameters()]
+    cap = 2 * 2**30
+
+    def step(size: int) -> None:
+        index = torch.arange(size, device=CUDA) % 64
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x[index]), y[index]).backward()
+        opt.step()
+        torch.cuda.synchronize()
+
+    nn.functional.cross_entropy(model(x), y).backward()  # cuBLAS sets up its workspace
+    model.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    in_use = torch.cuda.memory_allocated(CUDA)
+    total = torch.cuda.get_device_properties(CUDA).total_memory
+    torch.cuda.set_per_process_memory_fraction(cap / total, CUDA)
+    try:
+        result = lrkit.largest_batch(
+            model, (x, y), loss_fn=nn.functional.cross_entropy, optimizer=opt, max_batch=2**24
+        )
+        assert result.stop_reason == "out_of_memory" and result.peaks[-1] is None
+        assert result.largest == result.sizes[-2] and result.device.startswith("cuda")
+        fitted = result.peaks[-2]
+        assert fitted is not None and fitted <= cap
+        assert all(p.grad is None for p in model.parameters()) and not opt.state
+        assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
+        assert abs(torch.cuda.memory_allocated(CUDA) - in_use) <= 8 * 2**20  # given back
+        step(result.largest)  # fits
+        opt.state.clear()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        with pytest.raises(torch.OutOfMemoryError):
+            step(2 * result.largest)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, CUDA)
+        torch.cuda.empty_cache()

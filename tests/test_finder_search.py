@@ -50,6 +50,9 @@ class _FakeProber:
         score = 1.0 - (math.log2(peak) - math.log2(self.best_at(steps))) ** 2
         return Probe(peak, steps, score, False, round_)
 
+    def run_round(self, peaks: list[float], steps: int, round_: int) -> list[Probe]:
+        return [self.run(p, steps, round_) for p in peaks]
+
     def key(self, p: Probe) -> float:
         return math.inf if p.diverged else -p.score
 

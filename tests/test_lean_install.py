@@ -180,3 +180,30 @@ def test_the_command_line_names_the_tasks_extra(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: task 'breast-cancer-mlp' needs scikit-learn: pip install \"lrkit[tasks]\""
     ]
+
+
+def test_the_ray_backend_names_its_extra(tmp_path: Path) -> None:
+    blocked_ray_only = BLOCKER.replace(
+        '.partition(".")[0] in', '.partition(".")[0] == "ray" and name in'
+    )
+    code = textwrap.dedent(
+        """
+        from lrkit.experiments import RunDir, Trial, run_trials
+
+        try:
+            run_trials([Trial("a", {})], dict, RunDir("run", {}), backend="ray")
+        except ImportError as err:
+            print(f"{type(err).__name__}: {err}")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(blocked_ray_only) + code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == 'MissingExtraError: the Ray backend needs ray: pip install "lrkit[ray]"\n'
+    assert not (tmp_path / "run" / "trials.jsonl").exists()
+    assert not (tmp_path / "run" / ".lock").exists()

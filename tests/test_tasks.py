@@ -35,7 +35,10 @@ BUILTIN = [
     "breast-cancer-mlp",
     "digits-cnn",
     "friedman-mlp",
+    "mnist1d-0to4-paper",
+    "mnist1d-5to9-paper",
     "mnist1d-cnn",
+    "mnist1d-cnn-paper",
     "mnist1d-mlp",
     "wine-mlp",
 ]
@@ -336,7 +339,10 @@ TRAINING = {
     "breast-cancer-mlp": (1, 0.85),  # majority class is 63%
     "digits-cnn": (3, 0.8),  # chance 10%
     "friedman-mlp": (2, 0.6),  # predicting the mean gives 0
+    "mnist1d-0to4-paper": (5, 0.6),  # five digits: chance 20%
+    "mnist1d-5to9-paper": (5, 0.6),  # five digits: chance 20%
     "mnist1d-cnn": (2, 0.5),  # chance 10%
+    "mnist1d-cnn-paper": (5, 0.5),  # chance 10%
     "mnist1d-mlp": (2, 0.3),  # chance 10%
     "wine-mlp": (20, 0.8),  # majority class is 40%
 }

@@ -5,9 +5,11 @@ from importlib.metadata import PackageNotFoundError, version
 from . import schedules
 from .driver import Scheduler
 from .finder import (
+    BatchSizeResult,
     RangeTestResult,
     Suggestion,
     TuneResult,
+    largest_batch,
     momentum_test,
     range_test,
     tune_lr,
@@ -23,6 +25,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "BatchSizeResult",
     "History",
     "RangeTestResult",
     "Scheduler",
@@ -33,6 +36,7 @@ __all__ = [
     "__version__",
     "fit",
     "get_task",
+    "largest_batch",
     "momentum_test",
     "plot_schedule",
     "range_test",

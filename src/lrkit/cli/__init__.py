@@ -23,13 +23,27 @@ def main() -> None:
 
     A missing optional dependency (the ``cli`` extra itself, or ``tasks``/``plot`` for a command
     that needs one) prints one line naming the extra and exits with status 1.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1), it joins the process group first
+    (:func:`lrkit.engine.distributed.init_from_env`), only rank 0 prints, and the group is
+    destroyed on exit.
     """
+    from lrkit.engine import distributed
+
     try:
         for module in ("typer", "rich"):
             require(module, "cli", "the lrkit command")
         from lrkit.cli._app import app
+        from lrkit.cli._common import console, err_console
 
-        app()
+        joined = distributed.init_from_env()
+        try:
+            if not distributed.is_writer():
+                console.quiet = err_console.quiet = True
+            app()
+        finally:
+            if joined:
+                distributed.close()
     except MissingExtraError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

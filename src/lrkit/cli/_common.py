@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,43 @@ if TYPE_CHECKING:
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Where the trials (and a search's probes) run: local (a process pool) or ray "
+        '(Ray tasks on a cluster; pip install "lrkit[ray]").'
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --backend ray: the cluster's address (HOST:PORT, as `ray start --head` "
+        "prints it); default: $RAY_ADDRESS, else a Ray instance started on this machine."
+    ),
+]
+TrialCpusOption = Annotated[
+    float | None, typer.Option(help="With --backend ray: CPUs per trial (default 1).")
+]
+TrialGpusOption = Annotated[
+    float | None, typer.Option(help="With --backend ray: GPUs per trial (default 0).")
+]
+
+
+def backend_args(
+    backend: str, address: str | None, trial_cpus: float | None, trial_gpus: float | None
+) -> dict[str, Any]:
+    """The library's ``backend``, ``address`` and ``resources`` arguments from the options (the
+    library checks them)."""
+    resources: dict[str, float] | None = None
+    if trial_cpus is not None or trial_gpus is not None:
+        resources = {}
+        if trial_cpus is not None:
+            resources["num_cpus"] = trial_cpus
+        if trial_gpus is not None:
+            resources["num_gpus"] = trial_gpus
+    return {"backend": backend, "address": address, "resources": resources}
 
 
 BAD_INPUT = 2

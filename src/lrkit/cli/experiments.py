@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,10 +11,26 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ._common import TRIALS_FAILED, console, err_console, fail, interrupted, sweep_progress
+from ._common import (
+    TRIALS_FAILED,
+    AddressOption,
+    BackendOption,
+    TrialCpusOption,
+    TrialGpusOption,
+    _bar,
+    backend_args,
+    console,
+    err_console,
+    fail,
+    interrupted,
+    sweep_progress,
+)
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from ..experiments import RecipeRun
+    from ..experiments.store import TrialRecord
     from ..experiments.summary import Arm
 
 
@@ -48,6 +65,7 @@ def print_run(run: RecipeRun) -> None:
             row["seconds"],
         )
     console.print(table)
+    _print_speedup(run, cfg)
     for line in run.findings:
         console.print(f"• {line}", highlight=False)
     failed = run.failed
@@ -63,17 +81,112 @@ def print_run(run: RecipeRun) -> None:
         )
 
 
-def run_and_report(
-    description: str, job: Callable[..., RecipeRun], *, report: bool = True, **kwargs: Any
-) -> None:
-    """Run ``job(progress=..., log=..., **kwargs)`` under a progress bar, print its table and
-    findings, and write its report. Bad input ends with a clear message and status 2, failed
-    trials with status 1, Ctrl-C with status 130 and how to resume."""
-    from ..experiments import RunInterrupted, write_report
+def _print_speedup(run: RecipeRun, cfg: dict[str, Any]) -> None:
+    """For a run whose configuration names a ``headline`` (as the demo's): every arm's steps to
+    the best rival's mean final metric and how they compare with the best rival's."""
+    import numpy as np
+
+    from ..experiments.summary import fmt_values, speedup, steps_ratio
+
+    headline = cfg.get("headline")
+    if not isinstance(headline, dict):
+        return
+    head = speedup(run.arms, str(headline.get("claimant")), str(headline.get("rivals")))
+    if head is None:
+        return
+    metric = str(cfg.get("metric_name", "metric"))
+    best = head.baseline.label
+    base_mean = float(np.mean(head.baseline_steps))
+    table = Table(
+        title=f"steps to {best}'s final {metric} ({head.target:.4g}): {head.claimant.label} "
+        + (f"speed-up ×{head.ratio:.2f}" if head.reached else "never reached it"),
+        caption="steps: mean over seeds, at the first evaluation that reaches the target; a "
+        "seed that never reaches it counts its whole budget",
+    )
+    for col in ("arm", "steps", f"final {metric}", "steps to target", "reached", f"vs {best}"):
+        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=col == "arm")
+    for arm in run.arms:
+        if not arm.histories:
+            continue
+        mean = float(np.mean(arm.steps_to(head.target, budget=True)))
+        reached = arm.reached(head.target)
+        name = f"[bold]{arm.label}[/bold]" if arm in (head.claimant, head.baseline) else arm.label
+        vs = steps_ratio(mean, base_mean, best, short=True)
+        table.add_row(
+            name + (" (best)" if arm is head.baseline else ""),
+            str(arm.histories[0].total_steps),
+            fmt_values(arm.final_metrics()),
+            f"{mean:.0f}" if reached else "never",
+            f"{reached}/{len(arm.histories)}",
+            "–" if arm is head.baseline or not reached else vs,
+        )
+    console.print(table)
+
+
+@contextmanager
+def _trials_progress(description: str) -> Iterator[dict[str, Any]]:
+    with sweep_progress(description) as progress:
+        yield {"progress": progress, "log": _log}
+
+
+@contextmanager
+def _tune_and_trials_progress(description: str) -> Iterator[dict[str, Any]]:
+    """One display of two bars, each appearing when its phase starts: tuning the peak (the
+    range test and the probes of ``tune_lr``) and the trials. Callbacks for ``progress``,
+    ``tune_progress`` and ``log`` (which recipes call between the two phases)."""
+    bar = _bar()
+    rows: dict[str, TaskID] = {}
+
+    def row(name: str, text: str) -> TaskID:
+        if not bar.live.is_started:
+            bar.start()
+        if name not in rows:
+            rows[name] = bar.add_task(text, total=None, info="")
+        return rows[name]
+
+    def tune(done: int, total: int, lr: float, loss: float) -> None:
+        info = f"lr {lr:.2e} loss {loss:.4g}"
+        bar.update(row("tune", "tune the one-cycle peak"), completed=done, total=total, info=info)
+
+    def tuned() -> None:
+        if "tune" in rows:
+            task = bar.tasks[rows["tune"]]
+            bar.update(rows["tune"], completed=task.total or task.completed, info="done")
+
+    def trials(rec: TrialRecord, done: int, total: int) -> None:
+        tuned()
+        info = f"{rec.key}: {rec.status}"
+        bar.update(row("trials", description), completed=done, total=total, info=info)
+
+    def log(line: str) -> None:
+        tuned()
+        _log(line)
 
     try:
-        with sweep_progress(description) as progress:
-            run = job(progress=progress, log=_log, **kwargs)
+        yield {"progress": trials, "tune_progress": tune, "log": log}
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+def run_and_report(
+    description: str,
+    job: Callable[..., RecipeRun],
+    *,
+    report: bool = True,
+    tune: bool = False,
+    **kwargs: Any,
+) -> None:
+    """Run ``job(progress=..., log=..., **kwargs)`` under a progress bar (with ``tune``, a
+    second bar above it for the tuning, fed by ``job``'s ``tune_progress``), print its table
+    and findings, and write its report. Bad input ends with a clear message and status 2,
+    failed trials with status 1, Ctrl-C with status 130 and how to resume."""
+    from ..experiments import RunInterrupted, write_report
+
+    bars = _tune_and_trials_progress if tune else _trials_progress
+    try:
+        with bars(description) as callbacks:
+            run = job(**callbacks, **kwargs)
     except (ValueError, TypeError) as err:
         raise fail(err) from err
     except RunInterrupted as stop:
@@ -151,6 +264,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
         list_: Annotated[bool, typer.Option("--list", help="List the recipes and exit.")] = False,
+        backend: BackendOption = "local",
+        address: AddressOption = None,
+        trial_cpus: TrialCpusOption = None,
+        trial_gpus: TrialGpusOption = None,
     ) -> None:
         """Run a recipe from the literature on a task, over several seeds."""
         from ..experiments import RECIPES, run_recipe
@@ -170,6 +287,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs,
             peak=peak,
             workers=workers,
+            **backend_args(backend, address, trial_cpus, trial_gpus),
         )
 
     @app.command("compare")
@@ -194,6 +312,10 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[
             int | None, typer.Option(help="Processes (default: one per core).")
         ] = None,
+        backend: BackendOption = "local",
+        address: AddressOption = None,
+        trial_cpus: TrialCpusOption = None,
+        trial_gpus: TrialGpusOption = None,
     ) -> None:
         """An ad-hoc grid of optimizers × schedules × seeds."""
         from ..experiments import compare
@@ -209,6 +331,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs,
             peak=peak,
             workers=workers,
+            **backend_args(backend, address, trial_cpus, trial_gpus),
         )
 
     @app.command("report")
@@ -232,16 +355,35 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
-        task: Annotated[str, typer.Option(help="Task to demonstrate on.")] = "mnist1d-cnn",
-        seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 2,
+        task: Annotated[str, typer.Option(help="Task to demonstrate on.")] = "mnist1d-cnn-paper",
+        seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
+        epochs: Annotated[
+            float | None,
+            typer.Option(help="One cycle's length in epochs (default: the task's)."),
+        ] = None,
         workers: Annotated[
             int | None, typer.Option(help="Processes (default: one per core).")
         ] = None,
+        backend: BackendOption = "local",
+        address: AddressOption = None,
+        trial_cpus: TrialCpusOption = None,
+        trial_gpus: TrialGpusOption = None,
     ) -> None:
-        """The README's main job: tune the one-cycle peak (range test and short probes), train
-        one cycle at it against a constant LR, a table, and an HTML report."""
+        """The README's main job: one cycle at the tuned peak against the best constant LR.
+
+        Tunes the one-cycle peak (range test and short probes), trains one cycle at it against
+        the best of a grid of constant LRs (SGD with momentum and Adam, 4× as long), prints a
+        table with the speed-up and writes an HTML report."""
         from ..experiments import run_demo
 
         run_and_report(
-            f"demo on {task}", run_demo, task=task, out=out, seeds=seeds, workers=workers
+            f"demo on {task}",
+            run_demo,
+            tune=True,
+            task=task,
+            out=out,
+            seeds=seeds,
+            epochs=epochs,
+            workers=workers,
+            **backend_args(backend, address, trial_cpus, trial_gpus),
         )

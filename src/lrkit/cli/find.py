@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from .._files import atomic_write_text, check_writable_dir
-from ._common import console, fail, fmt, interrupted, range_test_progress
+from ..engine import distributed
+from ._common import (
+    AddressOption,
+    BackendOption,
+    console,
+    fail,
+    fmt,
+    interrupted,
+    range_test_progress,
+)
 
 if TYPE_CHECKING:
     from ..finder.task import HyperName
@@ -70,12 +79,18 @@ def register(app: typer.Typer) -> None:
                 help="With --budget: the length of the run to tune for (default: the task's)."
             ),
         ] = None,
+        backend: BackendOption = "local",
+        address: AddressOption = None,
     ) -> None:
         """Run the LR range test, print the suggestions and bounds, write the plot and JSON.
 
         With --test weight-decay or --test momentum, run Smith's test instead and print each
         value's lowest loss and suggestion with the recommended value. With --budget, search for
         the peak of the one-cycle run itself and print the probes and the choice.
+
+        Under torchrun (torchrun --nproc_per_node=N -m lrkit find ...) every process trains the
+        model in DistributedDataParallel on its part of the data (--batch-size per process);
+        the result is the same on every rank and rank 0 prints and writes it.
         """
         from ..finder import METHODS
         from ..finder.task import find_lr
@@ -92,9 +107,27 @@ def register(app: typer.Typer) -> None:
                 raise ValueError("--budget applies to --test lr only")
             if total_steps is not None and budget is None:
                 raise ValueError("--total-steps applies with --budget")
+            if (backend != "local" or address is not None) and budget is None:
+                raise ValueError(
+                    "--backend and --address apply with --budget (the search's probes run on "
+                    "Ray; a range test runs here)"
+                )
             t = get_task(task)
             if budget is not None:
-                _tune(t, optimizer, budget, total_steps, seed, batch_size, weight_decay, out)
+                where = {"backend": backend, "address": address}
+                spec: Task | str = t if backend == "local" else task
+                _tune(
+                    t,
+                    optimizer,
+                    budget,
+                    total_steps,
+                    seed,
+                    batch_size,
+                    weight_decay,
+                    out,
+                    spec,
+                    where,
+                )
                 return
             if test != "lr":
                 _hyper(
@@ -128,7 +161,8 @@ def register(app: typer.Typer) -> None:
             raise fail(err) from err
         except KeyboardInterrupt:
             raise interrupted("before the range test started; nothing was written") from None
-        out.mkdir(parents=True, exist_ok=True)
+        if distributed.is_writer():
+            out.mkdir(parents=True, exist_ok=True)
         result.plot(out / "range_test.png")
         result.to_json(out / "range_test.json")
         if result.stop_reason == "interrupted":
@@ -172,12 +206,14 @@ def _tune(
     batch_size: int | None,
     weight_decay: float,
     out: Path,
+    spec: Task | str,
+    where: dict[str, Any],
 ) -> None:
     from ..finder.task import tune_task
 
     with range_test_progress(f"tune {t.name} (budget {budget:g} of a run)") as progress:
         result = tune_task(
-            t,
+            spec,
             optimizer,
             budget=budget,
             seed=seed,
@@ -185,8 +221,10 @@ def _tune(
             total_steps=total_steps,
             weight_decay=weight_decay,
             progress=progress,
+            **where,
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_writer():
+        out.mkdir(parents=True, exist_ok=True)
     png, js = out / "tune.png", out / "tune.json"
     result.plot(png)
     result.to_json(js)
@@ -249,10 +287,10 @@ def _hyper(
             end_lr=end_lr,
             progress=progress,
         )
-    out.mkdir(parents=True, exist_ok=True)
     png, js = out / f"{name}_test.png", out / f"{name}_test.json"
     result.plot(png)
-    atomic_write_text(js, json.dumps(result.to_dict(), indent=1))
+    if distributed.is_writer():
+        atomic_write_text(js, json.dumps(result.to_dict(), indent=1))
     if any(res.stop_reason == "interrupted" for res in result.results):
         raise interrupted(f"the partial curves are in {png} and {js}; no value is recommended")
     table = Table(title=f"{label} test on {t.name}")

@@ -6,8 +6,11 @@
   autocast with a GradScaler and skipped-step detection, gradient clipping) and one evaluation.
 - :mod:`~lrkit.engine.state`: the random number generators, an exact snapshot of a model, its
   optimizer and scaler, and checkpoint files.
+- :mod:`~lrkit.engine.distributed`: ``torch.distributed`` (torchrun): losses and evaluations
+  reduced over the ranks, arguments agreed before any step, data sharded, rank 0 writes.
 """
 
+from lrkit.engine import distributed
 from lrkit.engine.batches import (
     BatchStream,
     LossFn,
@@ -49,6 +52,7 @@ __all__ = [
     "checkpoint_path",
     "compute_loss",
     "data_generators",
+    "distributed",
     "load_checkpoint",
     "model_device",
     "move_to_device",

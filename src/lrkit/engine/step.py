@@ -7,11 +7,12 @@ import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
 
+from lrkit.engine import distributed
 from lrkit.engine.batches import LossFn, StepFn, batch_size, compute_loss, move_to_device
 
 __all__ = ["Engine", "Evaluation", "MetricFn", "Update", "UpdateStatus", "model_device"]
@@ -65,6 +66,12 @@ class Engine:
     detected, the global gradient norm clipped to ``max_grad_norm``, and the optimizer step. A
     NaN or infinite loss is never stepped on. Use it as a context manager (or call
     :meth:`close`) to remove the step hook it registers on the optimizer for the scaler.
+
+    Under ``torch.distributed`` (a process group of several processes when the engine is made,
+    the model wrapped in ``DistributedDataParallel``), the loss of each update is the mean over
+    the ranks weighted by their batch sizes, and :meth:`evaluate` pools every rank's examples,
+    so every rank gets the same numbers (:mod:`lrkit.engine.distributed`). Micro-batches
+    before the last of an update skip the gradient exchange (``no_sync``).
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class Engine:
         self.autocast_dtype = autocast_dtype
         self.max_grad_norm = max_grad_norm
         self.device = model_device(model) if device is None else device
+        self.distributed = distributed.is_distributed()
         self._stepped = 0
         self._hook: Any = None
         if scaler is not None:
@@ -116,12 +124,23 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def loss(self, batch: Any) -> tuple[torch.Tensor, Any, Any]:
-        """The loss of one batch (moved to the device, under autocast): ``(loss, output,
-        target)``, output and target ``None`` with ``step_fn``."""
+    def loss(self, batch: Any, model: nn.Module | None = None) -> tuple[torch.Tensor, Any, Any]:
+        """The loss of one batch (moved to the device, under autocast) through ``model``
+        (default: the engine's): ``(loss, output, target)``, output and target ``None`` with
+        ``step_fn``."""
         batch = move_to_device(batch, self.device)
         with self._autocast():
-            return compute_loss(self.model, batch, self.loss_fn, self.step_fn)
+            return compute_loss(
+                self.model if model is None else model, batch, self.loss_fn, self.step_fn
+            )
+
+    def _backward(self, batch: Any) -> torch.Tensor:
+        """Forward and backward on one micro-batch; its loss."""
+        acc, scaler = self.accumulation_steps, self.scaler
+        loss, _, _ = self.loss(batch)
+        scaled = loss / acc if acc > 1 else loss
+        (scaled if scaler is None else scaler.scale(scaled)).backward()
+        return loss
 
     def _clip(self) -> None:
         if self.max_grad_norm is not None:
@@ -132,14 +151,22 @@ class Engine:
         opt, acc, scaler = self.optimizer, self.accumulation_steps, self.scaler
         opt.zero_grad(set_to_none=True)
         total: torch.Tensor | None = None
-        for _ in range(acc):
-            loss, _, _ = self.loss(next(stream))
-            scaled = loss / acc if acc > 1 else loss
-            (scaled if scaler is None else scaler.scale(scaled)).backward()
+        examples = 0
+        for i in range(acc):
+            batch = next(stream)
+            if self.distributed and i < acc - 1 and hasattr(self.model, "no_sync"):
+                with cast(Any, self.model).no_sync():  # gradients go after the last micro-batch
+                    loss = self._backward(batch)
+            else:
+                loss = self._backward(batch)
             detached = loss.detach().float()
             total = detached if total is None else total + detached
+            if self.distributed:
+                examples += batch_size(batch)
         assert total is not None
         value = float(total.item()) / acc
+        if self.distributed:
+            value = distributed.all_mean(value, examples)
         if not math.isfinite(value):
             opt.zero_grad(set_to_none=True)
             return Update(value, "nonfinite")
@@ -162,8 +189,14 @@ class Engine:
         (the mode is put back afterwards), and the metric: the weighted mean of
         ``metric_fn(output, target)`` per batch, or with ``pooled=True`` one call on all outputs
         and targets concatenated (for metrics that do not average over batches, such as R²).
-        Without ``metric_fn`` the metric is NaN."""
-        model = self.model
+        Without ``metric_fn`` the metric is NaN.
+
+        Distributed, the sums and counts of all ranks are added (and pooled outputs gathered),
+        so every rank gets the evaluation of all ranks' batches together; the model runs
+        without its ``DistributedDataParallel`` wrapper, with rank 0's buffers."""
+        model = distributed.unwrap(self.model)
+        if self.distributed:
+            distributed.sync_buffers(model)
         was_training = model.training
         model.eval()
         loss_sum: torch.Tensor | None = None
@@ -174,7 +207,7 @@ class Engine:
         try:
             with torch.no_grad():
                 for batch in batches:
-                    loss, output, target = self.loss(batch)
+                    loss, output, target = self.loss(batch, model)
                     size = batch_size(batch)
                     weighted = loss.detach().float().reshape(()) * size
                     loss_sum = weighted if loss_sum is None else loss_sum + weighted
@@ -188,7 +221,20 @@ class Engine:
                         metric_sum += float(metric_fn(output, target)) * size
         finally:
             model.train(was_training)
-        if loss_sum is None:
+        total = 0.0 if loss_sum is None else float(loss_sum.item())
+        if self.distributed:
+            total, count, metric_sum = distributed.all_sum([total, n, metric_sum])
+            n = round(count)
+            if metric_fn is not None and pooled:
+                pools = distributed.all_gather(
+                    (
+                        [o.detach().cpu() for o in outputs],
+                        [t.cpu() if isinstance(t, torch.Tensor) else t for t in targets],
+                    )
+                )
+                outputs = [o for pool in pools for o in pool[0]]
+                targets = [t for pool in pools for t in pool[1]]
+        if n == 0:
             raise ValueError("the validation data is empty: it yielded no batches")
         metric = math.nan
         if metric_fn is not None:
@@ -196,4 +242,4 @@ class Engine:
                 metric = float(metric_fn(torch.cat(outputs), torch.cat(targets)))
             else:
                 metric = metric_sum / n
-        return Evaluation(float(loss_sum.item()) / n, metric, n)
+        return Evaluation(total / n, metric, n)

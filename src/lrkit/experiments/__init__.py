@@ -15,7 +15,7 @@ from .recipes import (
 from .report import write_report
 from .store import RunDir, TrialRecord
 from .summary import Arm, group_arms, mean_std
-from .sweep import Trial, run_trials
+from .sweep import Resources, Trial, run_trials
 from .trial import run_trial
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Arm",
     "Recipe",
     "RecipeRun",
+    "Resources",
     "RunDir",
     "RunInterrupted",
     "Trial",

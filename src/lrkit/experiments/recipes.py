@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import schedules as S
 from .._files import check_writable_dir
+from .._ray import Backend, Resources, ResourcesLike, check_backend, ray_session, worker_spec
 from ..finder import RangeTestResult
+from ..finder.range_test import ProgressFn as SearchProgressFn
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
 from ..finder.task import find_lr, tune_task
 from ..schedules import Hyper, Schedule, check_values
@@ -20,8 +24,18 @@ from ..tasks import Task, get_task
 from ..train.optimizers import OPTIMIZERS, cycles_momentum
 from .report import write_findings
 from .store import RunDir, TrialRecord, check_config, locked
-from .summary import Arm, group_arms, mean_std, ranking_findings, speedup_findings, steps_to
+from .summary import (
+    Arm,
+    fmt_values,
+    group_arms,
+    mean_std,
+    ranking_findings,
+    speedup,
+    speedup_findings,
+    steps_to,
+)
 from .sweep import ProgressFn, Trial, check_workers, run_trials
+from .transfer import PRETRAINED, optimizer_spread, pretrain, pretrained_task, transfer_pair
 from .trial import decode_lr, encode_lr, run_trial
 
 __all__ = [
@@ -50,18 +64,33 @@ class Context:
     steps_per_epoch: int = 1
     spec: str = ""
     notes: list[str] = field(default_factory=list)
+    resources: Resources | None = None
+    """The resources of one Ray task when the recipe runs on Ray (``None``: locally)."""
+    variant: str = ""
+    """A word for a variant of the task (``"pretrained"``) in the names of its cached range
+    tests and in the notes, so that a recipe can range-test two variants of one task."""
+    evals_per_epoch: int = 2
+    """Evaluations per epoch of every trial: steps to a target are measured to this fraction
+    of an epoch."""
+    tune_progress: SearchProgressFn | None = None
+    """Called as the range test and :func:`lrkit.tune_lr`'s probes train (steps done, steps in
+    all, LR, loss), as :func:`lrkit.range_test`'s ``progress``."""
 
     @property
     def eval_every(self) -> int:
-        """Evaluate twice per epoch, so steps to a target are measured to half an epoch."""
-        return max(1, self.steps_per_epoch // 2)
+        """Steps between evaluations: :attr:`evals_per_epoch` times per epoch (twice by
+        default, so steps to a target are measured to half an epoch)."""
+        return max(1, self.steps_per_epoch // self.evals_per_epoch)
 
     def range_test(self, optimizer: str, batch_size: int | None = None) -> RangeTestResult:
         """The task's range test for ``optimizer`` (cached in the run directory). A test stopped
         by Ctrl-C stops the recipe (``KeyboardInterrupt``) instead of giving bounds."""
         bs = batch_size or self.task.batch_size
-        cache = self.folder / "range_tests" / f"{optimizer}-batch{bs}.json"
-        result = find_lr(self.task, optimizer, batch_size=bs, cache=cache)
+        name = f"{optimizer}-{self.variant}" if self.variant else optimizer
+        cache = self.folder / "range_tests" / f"{name}-batch{bs}.json"
+        result = find_lr(
+            self.task, optimizer, batch_size=bs, cache=cache, progress=self.tune_progress
+        )
         if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
         return result
@@ -81,8 +110,9 @@ class Context:
                 f"({sug.reason}); give the peak yourself with --peak"
             )
         base, peak = result.bounds(kind)  # type: ignore[arg-type]
+        what = f"{optimizer}, {self.variant}" if self.variant else optimizer
         self.notes.append(
-            f"range test ({optimizer}, batch {batch_size or self.task.batch_size}): suggested "
+            f"range test ({what}, batch {batch_size or self.task.batch_size}): suggested "
             f"peak {peak:.3g} (band {sug.low:.3g}–{sug.high:.3g}), base {base:.3g}"
         )
         return base, peak
@@ -95,7 +125,15 @@ class Context:
         if self.peak is not None:
             return self.peak / ONE_CYCLE_DIVISOR, self.peak
         cache = self.folder / "tune" / f"{optimizer}-{n}steps.json"
-        result = tune_task(self.task, optimizer, total_steps=n, cache=cache)
+        if self.resources is None:
+            result = tune_task(
+                self.task, optimizer, total_steps=n, cache=cache, progress=self.tune_progress
+            )
+        else:  # the probes on the cluster this recipe is connected to
+            result = tune_task(
+                self.spec or self.task, optimizer, total_steps=n, cache=cache,
+                backend="ray", resources=self.resources, progress=self.tune_progress,
+            )  # fmt: skip
         self.notes.append(
             f"tune_lr ({optimizer}, {n} steps, {result.spent:.2f} of a run): peak "
             f"{result.peak:.3g} (range test suggestion {result.range_test.suggestion or 0:.3g})"
@@ -133,7 +171,9 @@ class Context:
                 )
             if batch_size is not None:
                 cfg["batch_size"] = batch_size
-                cfg["eval_every"] = max(1, self.task.steps_per_epoch(batch_size) // 2)
+                cfg["eval_every"] = max(
+                    1, self.task.steps_per_epoch(batch_size) // self.evals_per_epoch
+                )
             out.append(Trial(f"{arm}/seed={seed}", cfg))
         return out
 
@@ -160,6 +200,12 @@ class Recipe:
     source: str
     build: Build
     findings: Findings
+    evals_per_epoch: int = 2
+    """Evaluations per epoch of every trial (:attr:`Context.evals_per_epoch`)."""
+    headline: tuple[str, str] | None = None
+    """``(claimant, rivals)``: label prefixes of the arm whose speed-up the report's headline
+    figure shows and of the arms it is measured against (the best of them by mean final
+    metric; :func:`~lrkit.experiments.summary.speedup`). ``None``: no headline figure."""
 
 
 def _final(arm: Arm) -> float:
@@ -265,24 +311,120 @@ def _baseline_findings(ctx: Context, arms: list[Arm]) -> list[str]:
     return lines
 
 
+# -- 7. transfer ----------------------------------------------------------------------------------
+def _transfer(ctx: Context) -> list[Trial]:
+    pair = transfer_pair(ctx.task.name)
+    backbone = pretrain(pair.source, ctx.folder / PRETRAINED)
+    ctx.notes.append(backbone.describe())
+    spec = backbone.spec(pair)
+    fine_ctx = dataclasses.replace(ctx, task=pretrained_task(ctx.task, spec), variant="pretrained")
+    trials: list[Trial] = []
+    for fine, scratch in zip(_optimizers(fine_ctx), _optimizers(ctx), strict=True):
+        trials.append(_variant(fine, "pretrained", {"pretrained": spec}))
+        trials.append(_variant(scratch, "from scratch", {}))
+    return trials
+
+
+def _variant(trial: Trial, variant: str, extra: dict[str, Any]) -> Trial:
+    arm = f"{trial.config['arm']} ({variant})"
+    return Trial(f"{arm}/seed={trial.config['seed']}", {**trial.config, "arm": arm, **extra})
+
+
+def _transfer_findings(ctx: Context, arms: list[Arm]) -> list[str]:
+    metric = ctx.task.metric_name
+    lines = ranking_findings(arms, metric)
+    spread = {
+        v: optimizer_spread([a for a in arms if a.label.endswith(f"({v})")])
+        for v in ("pretrained", "from scratch")
+    }
+    for v, s in spread.items():
+        lines.append(
+            f"spread between the optimizers, {v}: their mean final {metric} spans "
+            f"{s['range']:.3g} (best minus worst), std {s['std']:.2g} across the {s['n']:g}"
+        )
+    if ctx.seeds < 2:
+        lines.append("(one seed per arm: no spread over seeds to tell a difference from noise)")
+    fine, scratch = spread["pretrained"]["range"], spread["from scratch"]["range"]
+    n = len(ADAPTIVE) + 1
+    if spread["pretrained"]["n"] < n or spread["from scratch"]["n"] < n:
+        lines.append(f"verdict: not judged: not every optimizer has a final {metric} both ways")
+    elif fine < scratch:
+        lines.append(
+            f"verdict: the claim held: the optimizers' spread in final {metric} shrinks from "
+            f"{scratch:.3g} from scratch to {fine:.3g} with the pretrained backbone"
+        )
+    else:
+        lines.append(
+            f"verdict: the claim did not hold: the optimizers' spread in final {metric} is "
+            f"{fine:.3g} with the pretrained backbone and {scratch:.3g} from scratch"
+        )
+    return lines
+
+
+# -- the demo: super-convergence -----------------------------------------------------------------
+DEMO_OPTIMIZERS = ("sgd", "adam")
+"""The optimizers of the demo's constant-LR grid (the task's own optimizer joins them when it is
+another one)."""
+DEMO_GRID = (10**-0.5, 1.0, 10**0.5)
+"""The demo's constant LRs, as multiples of each optimizer's usual LR (:meth:`Task.lr_for`)."""
+DEMO_LONGER = 4
+"""How many times as many steps as one cycle the demo's constant LRs train."""
+DEMO_SGD_MOMENTUM = 0.9
+"""The momentum of the demo's constant-LR SGD arms."""
+DEMO_HEADLINE = ("one-cycle", "constant")
+"""The demo's arms by label prefix: one cycle, and the constant LRs it is measured against."""
+
+
 def _demo(ctx: Context) -> list[Trial]:
     opt = ctx.task.optimizer
     base, peak = ctx.tuned(opt)
-    lr0 = ctx.task.lr_for(opt)
-    return ctx.trials(f"constant lr={lr0:g}", opt, lr0) + ctx.trials(
-        f"one-cycle peak={peak:.3g}", opt, S.one_cycle(peak, ctx.steps, start=base)
+    one, constant = DEMO_HEADLINE
+    trials = ctx.trials(
+        f"{one} {opt} peak={peak:.3g}", opt, S.one_cycle(peak, ctx.steps, start=base)
     )
+    grid = DEMO_OPTIMIZERS if opt in DEMO_OPTIMIZERS else (*DEMO_OPTIMIZERS, opt)
+    for name in grid:
+        for factor in DEMO_GRID:
+            lr = ctx.task.lr_for(name) * factor
+            trials += ctx.trials(
+                f"{constant} {name} lr={lr:.3g}",
+                name,
+                lr,
+                steps=DEMO_LONGER * ctx.steps,
+                momentum=DEMO_SGD_MOMENTUM if name == "sgd" else None,
+            )
+    return trials
+
+
+def _demo_findings(ctx: Context, arms: list[Arm]) -> list[str]:
+    metric = ctx.task.metric_name
+    head = speedup(arms, *DEMO_HEADLINE)
+    if head is None:
+        return [f"verdict: not judged: one cycle or every constant LR has no final {metric}"]
+    n = sum(a.label.startswith(DEMO_HEADLINE[1]) for a in arms)
+    best, one = head.baseline, head.claimant
+    lines = [
+        f"best constant LR: {best.label}, the highest mean final {metric} of the {n} "
+        f"constant-LR arms ({fmt_values(best.final_metrics())} after "
+        f"{DEMO_LONGER * ctx.steps} steps, {DEMO_LONGER}× one cycle's {ctx.steps})"
+    ]
+    lines.append(head.describe(metric))
+    return lines + speedup_findings(arms, best.label, metric, claimant=one.label, budget=True)
 
 
 DEMO = Recipe(
     "demo",
-    "The peak lrkit tunes (tune_lr, half a run's budget), used as the one-cycle peak, trains at "
-    "least as well as the usual constant learning rate, without a grid search.",
-    "Smith 2015 (arXiv 1506.01186); Smith & Topin 2017 (arXiv 1708.07120).",
+    "Super-convergence: one cycle at the peak lrkit tunes (tune_lr, half a run's budget) "
+    "reaches the final accuracy of the best constant learning rate (a grid over SGD with "
+    "momentum and Adam, each trained 4× as long) in a fraction of the steps.",
+    "Smith & Topin 2017, Super-Convergence, arXiv 1708.07120; Smith 2018, arXiv 1803.09820.",
     _demo,
-    lambda ctx, arms: speedup_findings(arms, arms[0].label, ctx.task.metric_name),
+    _demo_findings,
+    evals_per_epoch=4,
+    headline=DEMO_HEADLINE,
 )
-"""What ``lrkit demo`` runs: one-cycle at the tuned peak against the constant LR."""
+"""What ``lrkit demo`` runs: one cycle at the tuned peak against the best of a grid of constant
+LRs trained four times as long; every arm is evaluated four times per epoch."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -352,32 +494,64 @@ RECIPES: dict[str, Recipe] = {
             _baseline_vs_clr,
             _baseline_findings,
         ),
+        Recipe(
+            "transfer",
+            "With a pretrained network the optimizers' differences shrink: fine-tuned, SGD with "
+            "a cyclical LR and the adaptive optimizers end closer together than from scratch.",
+            "The PyTorch comparison of adaptive optimizers vs CLR, second experiment (a "
+            "pretrained ResNet34). Offline here: a backbone pretrained here on MNIST-1D digits "
+            "0-4, fine-tuned on digits 5-9 with its first two convolutions frozen, against the "
+            "optimizers recipe from scratch on the same target.",
+            _transfer,
+            _transfer_findings,
+        ),
     ]
 }
 
 
 def run_demo(
-    task: str = "mnist1d-cnn",
+    task: str = "mnist1d-cnn-paper",
     *,
     out: str | os.PathLike[str] = "runs/demo",
-    seeds: int = 2,
+    seeds: int = 3,
+    epochs: float | None = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    tune_progress: SearchProgressFn | None = None,
     log: Callable[[str], None] | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    resources: ResourcesLike | None = None,
 ) -> RecipeRun:
-    """Tune the one-cycle peak on ``task``, then one-cycle at that peak and the task's constant-LR
-    baseline for the same number of steps over ``seeds`` seeds, stored in ``out`` (resumable).
-    The findings give each arm's steps to the constant baseline's final metric."""
+    """Super-convergence on ``task``: one cycle against the best constant learning rate.
+
+    Tunes the one-cycle peak (:func:`lrkit.tune_lr`: the range test, then short probes, half a
+    run's budget), trains one cycle at that peak for the task's epochs (or ``epochs``), and
+    against it a grid of constant LRs trained :data:`DEMO_LONGER` times as long: SGD with
+    momentum 0.9 and Adam (and the task's own optimizer when it is another), each at its usual
+    LR (:meth:`Task.lr_for`) times :data:`DEMO_GRID`. Every arm runs ``seeds`` seeds and is
+    evaluated four times per epoch; the results are stored in ``out`` (resumable).
+
+    The findings name the best constant LR (the highest mean final metric) and the steps each
+    arm needs to reach its mean final metric, by the first evaluation that reaches it, a seed
+    that never does counting its whole budget (:func:`~lrkit.experiments.summary.speedup`);
+    the speed-up is the best constant's mean steps over one cycle's. ``tune_progress`` follows
+    the tuning as :func:`lrkit.range_test`'s ``progress``; ``progress`` the trials, as in
+    :func:`run_trials`. ``backend``, ``address`` and ``resources`` as in :func:`run_recipe`."""
     return _execute(
         DEMO,
         task,
         seeds=seeds,
         out=out,
-        epochs=None,
+        epochs=epochs,
         peak=None,
         workers=workers,
         progress=progress,
+        tune_progress=tune_progress,
         log=log,
+        backend=backend,
+        address=address,
+        resources=resources,
     )
 
 
@@ -452,13 +626,24 @@ def _execute(
     progress: ProgressFn | None,
     log: Callable[[str], None] | None = None,
     extra: dict[str, Any] | None = None,
+    backend: Backend = "local",
+    tune_progress: SearchProgressFn | None = None,
+    address: str | None = None,
+    resources: ResourcesLike | None = None,
 ) -> RecipeRun:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a whole number >= 1, got {seeds!r}")
     _check_number("epochs", epochs, optional=True)
     _check_number("peak", peak, optional=True)
     check_workers(workers)
+    res = check_backend(backend, address, resources)
+    if res is not None and workers is not None:
+        raise ValueError(
+            "workers sets the processes of the local pool; on Ray each trial reserves its "
+            "resources instead (--trial-cpus, --trial-gpus), so leave workers out"
+        )
     t = get_task(task)
+    spec = worker_spec(task) if res is not None else task
     spe = t.steps_per_epoch()
     ep = t.epochs if epochs is None else float(epochs)
     steps = max(10, round(ep * spe))
@@ -477,9 +662,15 @@ def _execute(
         "target": t.target,
         **(extra or {}),
     }
-    with locked(folder):
+    if recipe.headline is not None:
+        config["headline"] = dict(zip(("claimant", "rivals"), recipe.headline, strict=True))
+    session = ray_session(address, res) if res is not None else nullcontext()
+    with session, locked(folder):
         check_config(folder, config, extendable=EXTENDABLE)
-        ctx = Context(t, seeds, steps, folder, peak, spe, task)
+        ctx = Context(
+            t, seeds, steps, folder, peak, spe, spec, resources=res,
+            evals_per_epoch=recipe.evals_per_epoch, tune_progress=tune_progress,
+        )  # fmt: skip
         try:
             trials = recipe.build(ctx)
         except KeyboardInterrupt:
@@ -503,7 +694,10 @@ def _execute(
                     + ", ".join(rerun)
                 )
         try:
-            records = run_trials(trials, run_trial, rd, workers=workers, progress=progress)
+            records = run_trials(
+                trials, run_trial, rd, workers=workers, progress=progress,
+                backend=backend, resources=res,
+            )  # fmt: skip
         except KeyboardInterrupt:
             done = len(rd.done() & keys)
             raise RunInterrupted(rd.path, done, len(trials)) from None
@@ -524,6 +718,9 @@ def run_recipe(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     log: Callable[[str], None] | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    resources: ResourcesLike | None = None,
 ) -> RecipeRun:
     """Run a recipe on a task: the range test (when needed), every arm over ``seeds`` seeds on
     a process pool, stored durably in ``out`` (restart with the same arguments to resume).
@@ -531,6 +728,13 @@ def run_recipe(
     ``epochs`` scales the baseline budget (default: the task's epochs); ``peak`` skips the range
     test and uses this LR as the peak; ``log`` receives the range test's findings before the
     training starts.
+
+    ``backend="ray"`` runs the trials, and the probes of a tuned peak, as Ray tasks on the
+    cluster at ``address`` (``None``: ``RAY_ADDRESS``, else a Ray instance started on this
+    machine), each reserving ``resources`` (:class:`~lrkit.experiments.Resources` or a dict;
+    default one CPU); the results store behaves as with the local pool (see
+    :func:`~lrkit.experiments.run_trials`). The task must then be a built-in task or a
+    ``"module:function"`` spec importable on the cluster's nodes.
     """
     return _execute(
         get_recipe(name),
@@ -542,6 +746,9 @@ def run_recipe(
         workers=workers,
         progress=progress,
         log=log,
+        backend=backend,
+        address=address,
+        resources=resources,
     )
 
 
@@ -557,12 +764,16 @@ def compare(
     workers: int | None = None,
     progress: ProgressFn | None = None,
     log: Callable[[str], None] | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    resources: ResourcesLike | None = None,
 ) -> RecipeRun:
     """An ad-hoc grid: every optimizer × schedule × seed on a task.
 
     Schedule names: ``constant`` (the optimizer's default LR), ``one-cycle``, ``triangular``,
     ``triangular2``, ``cosine``, ``warmup-cosine``, ``step`` (x0.1 at 50% and 75%). Peaks come
-    from a range test per optimizer (or ``peak``).
+    from a range test per optimizer (or ``peak``). ``backend``, ``address`` and ``resources``
+    as in :func:`run_recipe`.
     """
     _check_names("optimizers", optimizers, tuple(OPTIMIZERS))
     _check_names("schedules", schedules, SCHEDULE_NAMES)
@@ -593,6 +804,9 @@ def compare(
         progress=progress,
         log=log,
         extra={"optimizers": list(optimizers), "schedules": list(schedules)},
+        backend=backend,
+        address=address,
+        resources=resources,
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from .._files import atomic_write_text
 from ..plot import new_figure
 from .store import RunDir
-from .summary import Arm, fmt_values, group_arms
+from .summary import Arm, Speedup, fmt_values, group_arms, speedup
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["read_findings", "task_target", "write_findings", "write_report"]
 
 RANGE_TESTS = "range_tests"
+TUNED = "tune"
+"""The folder of a run directory that caches :func:`lrkit.tune_lr`'s results."""
 FINDINGS = "findings.json"
 """The findings of a recipe (the lines the console prints, verdict last), in its run folder."""
 
@@ -89,6 +91,19 @@ def _band(ax: Axes, xs: np.ndarray, rows: list[np.ndarray], label: str, color: s
     ax.fill_between(xs[:n], mean - std, mean + std, color=color, alpha=0.2, lw=0)
 
 
+def _color(i: int, n: int) -> str:
+    """The colour of arm ``i`` of ``n``: matplotlib's ten default colours, or for more arms the
+    twenty of ``tab20``, in which neighbours are a dark and a light shade of one hue (arms listed
+    in pairs, such as the transfer recipe's pretrained and from-scratch runs of one optimizer,
+    share a hue)."""
+    if n <= 10:
+        return f"C{i % 10}"
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return str(to_hex(colormaps["tab20"](i % 20)))
+
+
 def _schedules_figure(arms: list[Arm]) -> Figure | None:
     firsts = [(a, a.histories[0]) for a in arms if a.histories]
     if not firsts:
@@ -97,7 +112,7 @@ def _schedules_figure(arms: list[Arm]) -> Figure | None:
     fig = new_figure(9, 3.4)
     axes = fig.subplots(1, 2 if has_mom else 1, squeeze=False)[0]
     for i, (arm, h) in enumerate(firsts):
-        c = f"C{i % 10}"
+        c = _color(i, len(firsts))
         axes[0].plot(np.arange(len(h.lr)), h.lr, color=c, lw=1.3, label=arm.label)
         if has_mom:
             axes[1].plot(np.arange(len(h.momentum)), h.momentum, color=c, lw=1.3)
@@ -122,7 +137,7 @@ def _curves_figure(arms: list[Arm], metric_name: str) -> Figure | None:
         hs = arm.histories
         if not hs:
             continue
-        c = f"C{i % 10}"
+        c = _color(i, len(arms))
         losses = [_ema(h.loss) for h in hs if h.loss]
         if losses:
             _band(ax_loss, np.arange(max(len(x) for x in losses)), losses, arm.label, c)
@@ -143,11 +158,81 @@ def _curves_figure(arms: list[Arm], metric_name: str) -> Figure | None:
     return fig
 
 
+def _headline_figure(head: Speedup, metric_name: str, rivals: str) -> str:
+    """The claimant's and the best rival's validation metric against steps (mean ± std over
+    seeds), the target (the rival's mean final metric) and each one's mean steps to it."""
+    fig = new_figure(9, 4.2)
+    ax = fig.subplots()
+    tops, lows = [], []
+    for arm, steps, color in (
+        (head.claimant, head.claimant_steps, "C0"),
+        (head.baseline, head.baseline_steps, "C1"),
+    ):
+        evals = [h for h in arm.histories if h.eval_step]
+        if evals:
+            xs = np.asarray(max(evals, key=lambda h: len(h.eval_step)).eval_step)
+            rows = [np.asarray(h.metric, dtype=float) for h in evals]
+            _band(ax, xs, rows, arm.label, color)
+            n = min(len(r) for r in rows)
+            tops.append(float(np.nanmax(np.vstack([r[:n] for r in rows]))))
+            lows.append(float(np.nanmin(np.vstack([r[:n] for r in rows]))))
+        if arm is head.claimant and head.reached == 0:
+            continue  # no steps to mark
+        mean = float(np.mean(steps))
+        ax.axvline(mean, color=color, ls=":", lw=1.3)
+        ax.plot([mean], [head.target], "o", color=color, ms=7, zorder=5)
+        ax.annotate(
+            f"{mean:.0f} steps",
+            (mean, head.target),
+            xytext=(6, -16),
+            textcoords="offset points",
+            color=color,
+            fontsize=9,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+    ax.axhline(head.target, color="0.3", ls="--", lw=1.0, label=f"target {head.target:.4g}")
+    if tops and lows:  # the last third of the climb to the target, where the arms differ
+        span = max(tops) - min(lows)
+        if span > 0:
+            ax.set_ylim(max(min(lows), head.target - span / 3), max(tops) + span / 50)
+    ax.set(
+        xlabel="optimizer step",
+        ylabel=f"validation {metric_name}",
+        title=f"{head.claimant.label}: {head.words(metric_name)}",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    caption = (
+        f"{head.describe(metric_name)}. {head.baseline.label} has the highest mean final "
+        f"{metric_name} of the {rivals}; its mean final {metric_name} is the target (dashed). "
+        "Lines: the mean over seeds; bands: ± one standard deviation; dotted lines and dots: "
+        "the mean steps to the target, at the first evaluation that reaches it."
+    )
+    return _figure(fig, caption)
+
+
+def _headline(arms: list[Arm], headline: object, metric_name: str) -> str:
+    """The headline section of a run whose configuration names a ``headline`` (a
+    ``{"claimant": prefix, "rivals": prefix}`` of arm labels), or ``""``."""
+    if not isinstance(headline, dict):
+        return ""
+    claimant, rivals = str(headline.get("claimant", "")), str(headline.get("rivals", ""))
+    head = speedup(arms, claimant, rivals)
+    if head is None:
+        return ""
+    n = sum(a.label.startswith(rivals) and a is not head.claimant for a in arms)
+    return (
+        f"<h2>{html.escape(head.claimant.label)} against the best {html.escape(rivals)} arm"
+        f"</h2>{_headline_figure(head, metric_name, f'{n} {rivals} arms')}"
+    )
+
+
 def _range_test_figures(folder: Path) -> list[str]:
     files = sorted((folder / RANGE_TESTS).glob("*.json")) if (folder / RANGE_TESTS).is_dir() else []
-    if not files:
+    tuned = sorted((folder / TUNED).glob("*.json")) if (folder / TUNED).is_dir() else []
+    if not files and not tuned:
         return []
-    from ..finder import RangeTestResult
+    from ..finder import RangeTestResult, TuneResult
 
     out = []
     for f in files:
@@ -157,6 +242,22 @@ def _range_test_figures(folder: Path) -> list[str]:
         sug = result.suggest()
         note = f"suggestion {sug.lr:.3g}" if sug.lr is not None else f"no suggestion: {sug.reason}"
         out.append(_figure(fig, f"LR range test {f.stem}: {note}"))
+    for f in tuned:
+        tune = TuneResult.from_json(f)
+        fig = new_figure(7, 3.6)
+        ax = tune.range_test.plot(fig.subplots())
+        ax.axvline(tune.peak, color="black", lw=2, label=f"tuned peak {tune.peak:.3g}")
+        ax.legend(loc="best", fontsize="small")
+        lr = tune.range_test.suggestion
+        rt = f"the range test's suggestion {lr:.3g}" if lr is not None else "no suggestion"
+        out.append(
+            _figure(
+                fig,
+                f"LR range test of tune_lr ({f.stem}): {rt}; the peak chosen (black) "
+                f"{tune.peak:.3g} after {len(tune.probes)} short probes, {tune.spent:.2f} of a "
+                f"run: {tune.reason}",
+            )
+        )
     return out
 
 
@@ -244,9 +345,16 @@ def write_report(
     task's target, named in the headers; mean ± std over seeds, or the value and ``n=1`` for one
     seed), the findings the console printed with the verdict on the claim (``findings``, by
     default those stored in the run folder by :func:`write_findings`), any LR range tests with
-    their suggestions, the schedules (LR and momentum), and training loss, validation loss and
-    metric curves as mean ± std bands across seeds. Everything is embedded: the file can be
-    mailed or archived on its own.
+    their suggestions (and the peak :func:`lrkit.tune_lr` chose, where it ran), the schedules
+    (LR and momentum), and training loss, validation loss and metric curves as mean ± std bands
+    across seeds. Everything is embedded: the file can be mailed or archived on its own.
+
+    A run whose configuration names a ``headline`` (``{"claimant": ..., "rivals": ...}``, label
+    prefixes, as the demo's) opens with its headline figure instead: the claimant's and the best
+    rival's validation metric against steps (mean ± std bands), the rival's mean final metric
+    as the target, each one's steps to it marked and the speed-up in the caption
+    (:func:`~lrkit.experiments.summary.speedup`); then the range tests, the schedules, the
+    summary and the findings.
     """
     rd = RunDir(run_dir)
     records = list(rd.records())
@@ -271,11 +379,15 @@ def write_report(
     for key, label in (("claim", "Claim tested"), ("source", "Source")):
         if cfg.get(key):
             parts.append(f"<p><b>{label}:</b> {html.escape(str(cfg[key]))}</p>")
-    parts.append("<h2>Summary</h2>")
-    parts.append(_summary_table(arms, metric_name, cfg.get("target")))
+    summary = ["<h2>Summary</h2>", _summary_table(arms, metric_name, cfg.get("target"))]
     lines = list(findings) if findings is not None else read_findings(rd.path)
     if lines:
-        parts.append(_findings(lines))
+        summary.append(_findings(lines))
+    head = _headline(arms, cfg.get("headline"), metric_name)
+    if head:  # the headline figure first, the numbers after the figures that explain them
+        parts.append(head)
+    else:
+        parts.extend(summary)
     rt = _range_test_figures(rd.path)
     if rt:
         parts.append("<h2>LR range tests</h2>")
@@ -284,6 +396,8 @@ def write_report(
     if fig is not None:
         parts.append("<h2>Schedules</h2>")
         parts.append(_figure(fig, "Learning rate and momentum per optimizer step (first seed)"))
+    if head:
+        parts.extend(summary)
     fig = _curves_figure(arms, metric_name)
     if fig is not None:
         parts.append("<h2>Curves</h2>")

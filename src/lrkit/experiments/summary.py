@@ -21,11 +21,14 @@ from .store import TrialRecord
 
 __all__ = [
     "Arm",
+    "Speedup",
+    "best_arm",
     "fmt_pair",
     "fmt_values",
     "group_arms",
     "mean_std",
     "ranking_findings",
+    "speedup",
     "speedup_findings",
     "steps_ratio",
     "steps_to",
@@ -72,20 +75,23 @@ def steps_to(history: History, threshold: float) -> int | None:
     return None
 
 
-def steps_ratio(steps: float, baseline_steps: float, baseline: str) -> str:
+def steps_ratio(steps: float, baseline_steps: float, baseline: str, *, short: bool = False) -> str:
     """How ``steps`` compare with ``baseline_steps``, in words that read the right way round:
-    ``×2.5 fewer steps than constant`` or ``×1.27 more steps than constant``."""
+    ``×2.5 fewer steps than constant`` or ``×1.27 more steps than constant``; with ``short``,
+    for a table whose header names the baseline: ``×2.50 fewer``, ``×1.27 more``, ``as many``
+    or ``–``."""
     if (
         not (math.isfinite(steps) and math.isfinite(baseline_steps))
         or min(steps, baseline_steps) <= 0
     ):
-        return f"no step count to compare with {baseline}"
+        return "–" if short else f"no step count to compare with {baseline}"
     ratio = baseline_steps / steps
+    tail = "" if short else f" steps than {baseline}"
     if round(ratio, 2) == 1.0:
-        return f"as many steps as {baseline}"
+        return "as many" if short else f"as many steps as {baseline}"
     if ratio > 1.0:
-        return f"×{ratio:.2f} fewer steps than {baseline}"
-    return f"×{1.0 / ratio:.2f} more steps than {baseline}"
+        return f"×{ratio:.2f} fewer{tail}"
+    return f"×{1.0 / ratio:.2f} more{tail}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,23 @@ class Arm:
             float(h.steps_to_target) if h.steps_to_target is not None else math.nan
             for h in self.histories
         ]
+
+    def steps_to(self, threshold: float, *, budget: bool = False) -> list[float]:
+        """Steps to ``threshold`` per trial that ran, by :func:`steps_to` (the first evaluation
+        whose metric reaches it). A trial that never reaches it gives NaN, or with ``budget`` its
+        whole budget of steps (``History.total_steps``), a lower bound on what it would need."""
+        out = []
+        for h in self.histories:
+            s = steps_to(h, threshold)
+            if s is not None:
+                out.append(float(s))
+            else:
+                out.append(float(h.total_steps or len(h.lr)) if budget else math.nan)
+        return out
+
+    def reached(self, threshold: float) -> int:
+        """How many trials reached ``threshold`` at some evaluation."""
+        return sum(math.isfinite(s) for s in self.steps_to(threshold))
 
     def seconds_to_target(self) -> list[float]:
         """Training seconds to the target per trial (NaN where never reached)."""
@@ -164,17 +187,112 @@ def _seeds(n: int) -> str:
     return "one seed" if n == 1 else f"mean of {n} seeds"
 
 
+def best_arm(arms: Sequence[Arm], prefix: str = "") -> Arm | None:
+    """The arm with the highest mean final metric among those whose label starts with
+    ``prefix`` (the first one on a tie); ``None`` when none has a finite final metric."""
+    best: Arm | None = None
+    best_mean = -math.inf
+    for arm in arms:
+        if not arm.label.startswith(prefix):
+            continue
+        m = mean_std(arm.final_metrics())[0]
+        if math.isfinite(m) and m > best_mean:
+            best, best_mean = arm, m
+    return best
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How many fewer steps ``claimant`` needs than ``baseline`` to reach ``target``, the
+    baseline's mean final metric: per trial, the steps of :meth:`Arm.steps_to` with ``budget``
+    (a trial that never reaches the target counts its whole budget)."""
+
+    claimant: Arm
+    baseline: Arm
+    target: float
+    claimant_steps: tuple[float, ...]
+    baseline_steps: tuple[float, ...]
+
+    @property
+    def ratio(self) -> float:
+        """The baseline's mean steps over the claimant's (above 1: the claimant is faster)."""
+        return float(np.mean(self.baseline_steps) / np.mean(self.claimant_steps))
+
+    @property
+    def reached(self) -> int:
+        """How many of the claimant's trials reached the target."""
+        return self.claimant.reached(self.target)
+
+    def words(self, metric: str = "metric") -> str:
+        """The ratio in words that read the right way round (:func:`steps_ratio`), or that the
+        claimant never reached the target (the baseline's final ``metric``)."""
+        if self.reached == 0:
+            return f"never reached {self.baseline.label}'s final {metric}"
+        return steps_ratio(
+            float(np.mean(self.claimant_steps)),
+            float(np.mean(self.baseline_steps)),
+            self.baseline.label,
+        )
+
+    def describe(self, metric: str) -> str:
+        """The speed-up in a sentence: ``speed-up ×3.10: ...`` with both arms' mean steps, ``at
+        most`` when some of the claimant's seeds never reached the target, or ``none`` when no
+        seed did."""
+        one, best = self.claimant.label, self.baseline.label
+        goal = f"{best}'s final {metric} ({self.target:.4g})"
+        n = len(self.claimant_steps)
+        if self.reached == 0:
+            seeds = "its one seed" if n == 1 else f"any of its {n} seeds"
+            return f"speed-up: none: {one} never reached {goal} on {seeds}"
+        bound = "" if self.reached == n else f" at most ({one} reached it on {self.reached}/{n})"
+        return (
+            f"speed-up ×{self.ratio:.2f}{bound}: {best} reached its own final {metric} "
+            f"({self.target:.4g}) after {np.mean(self.baseline_steps):.0f} steps, {one} after "
+            f"{np.mean(self.claimant_steps):.0f} ({_seeds(n)}; a seed that never reaches it "
+            "counts its whole budget)"
+        )
+
+
+def speedup(arms: Sequence[Arm], claimant: str, rivals: str) -> Speedup | None:
+    """The first arm whose label starts with ``claimant`` against the best (:func:`best_arm`)
+    of the arms whose label starts with ``rivals``; ``None`` when either is missing or has no
+    finished trials."""
+    claim = next((a for a in arms if a.label.startswith(claimant) and a.histories), None)
+    base = best_arm([a for a in arms if a is not claim], rivals)
+    if claim is None or base is None:
+        return None
+    target = _target(base)
+    return Speedup(
+        claim,
+        base,
+        target,
+        tuple(claim.steps_to(target, budget=True)),
+        tuple(base.steps_to(target, budget=True)),
+    )
+
+
+def _target(baseline: Arm) -> float:
+    return float(np.mean(_finite(baseline.final_metrics())))
+
+
 def speedup_findings(
-    arms: Sequence[Arm], baseline: str, metric: str, claimant: str | None = None
+    arms: Sequence[Arm],
+    baseline: str,
+    metric: str,
+    claimant: str | None = None,
+    *,
+    budget: bool = False,
 ) -> list[str]:
     """Steps each arm needs to reach the baseline's final metric, and the verdict.
 
     The target is the ``baseline`` arm's mean final ``metric`` (named in the first line; it is
     not the task's target of the summary table). Each arm gets its mean steps to the target over
-    the seeds that reached it and how that compares with the baseline (:func:`steps_ratio`).
-    The last line says whether the claim held: ``claimant`` (default: every arm but the
-    baseline) reached the target on every seed in fewer steps than the baseline. Empty when the
-    baseline has no finite final metric.
+    the seeds that reached it, or with ``budget`` over all its seeds, a seed that never reached
+    it counting its whole budget (:meth:`Arm.steps_to`; the ratios are then those of
+    :class:`Speedup`), and how that compares with the baseline (:func:`steps_ratio`). The last
+    line says whether the claim held: ``claimant`` (default: every arm but the baseline)
+    reached the target on every seed in fewer steps than the baseline. Empty when the baseline
+    has no finite final metric.
     """
     base = next((a for a in arms if a.label == baseline), None)
     if base is None or not base.histories:
@@ -182,7 +300,7 @@ def speedup_findings(
     finals = _finite(base.final_metrics())
     if not finals:
         return []
-    target = float(np.mean(finals))
+    target = _target(base)
     goal = f"{baseline}'s final {metric} ({target:.4g})"
     lines = [
         f"target for the steps below: {baseline}'s final {metric}, {target:.4g} "
@@ -190,17 +308,23 @@ def speedup_findings(
     ]
     times: dict[str, tuple[float, int, int]] = {}
     for arm in arms:
-        hs = arm.histories
-        if not hs:
+        if not arm.histories:
             continue
-        reached = [s for s in (steps_to(h, target) for h in hs) if s is not None]
-        times[arm.label] = (float(np.mean(reached)) if reached else math.nan, len(reached), len(hs))
+        steps = _finite(arm.steps_to(target, budget=budget))
+        times[arm.label] = (
+            float(np.mean(steps)) if steps else math.nan,
+            arm.reached(target),
+            len(arm.histories),
+        )
     base_steps = times[baseline][0]
     for label, (mean, k, n) in times.items():
         if k == 0:
-            lines.append(f"{label}: never reached {goal} ({n} seeds)")
+            lines.append(f"{label}: never reached {goal} ({n} seed{'s' if n != 1 else ''})")
             continue
-        text = f"{label}: reached {goal} after {mean:.0f} steps ({k}/{n} seeds)"
+        seeds = f"{k}/{n} seeds"
+        if budget and k < n:
+            seeds += ", the others counted at their whole budget"
+        text = f"{label}: reached {goal} after {mean:.0f} steps ({seeds})"
         if label != baseline:
             text += f", {steps_ratio(mean, base_steps, baseline)}"
         lines.append(text)

@@ -1,4 +1,5 @@
-"""Run a grid of trials on a local process pool, storing each the moment it ends."""
+"""Run a grid of trials on a local process pool or on a Ray cluster, storing each the moment it
+ends."""
 
 from __future__ import annotations
 
@@ -11,12 +12,24 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from .._extras import require
+from .._ray import (
+    MAX_CRASHES,
+    Backend,
+    Resources,
+    ResourcesLike,
+    check_backend,
+    collect,
+    ray_session,
+    remote_task,
+)
 from .store import RunDir, TrialRecord, locked
 
-__all__ = ["Trial", "check_workers", "default_workers", "run_trials"]
+__all__ = ["Resources", "Trial", "check_workers", "default_workers", "run_trials"]
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +80,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-MAX_CRASHES = 2
-"""A trial that takes a worker process down this many times is stored as failed."""
+def _died(detail: str = "") -> Outcome:
+    """The outcome of a trial whose worker died :data:`MAX_CRASHES` times."""
+    error = (
+        f"the worker process running this trial died {MAX_CRASHES} times (killed, out of "
+        "memory, or a crash in native code)"
+    )
+    return "failed", {}, error + (f": {detail}" if detail else ""), 0.0
 
 
 def _run_pool(
@@ -104,11 +122,7 @@ def _run_pool(
                             broken = True
                             crashes[trial.key] = crashes.get(trial.key, 0) + 1
                             if crashes[trial.key] >= MAX_CRASHES:
-                                error = (
-                                    f"the worker process running this trial died {MAX_CRASHES} "
-                                    "times (killed, out of memory, or a crash in native code)"
-                                )
-                                store(trial, ("failed", {}, error, 0.0))
+                                store(trial, _died())
                             else:
                                 queue.insert(0, trial)
             except BaseException:
@@ -118,6 +132,29 @@ def _run_pool(
                 raise
 
 
+def _run_ray(
+    todo: Sequence[Trial],
+    fn: TrialFn,
+    resources: Resources,
+    store: Callable[[Trial, Outcome], None],
+) -> None:
+    ray = require("ray", "ray", "the Ray backend")
+    task = remote_task(ray, _call, resources)
+    fn_ref = ray.put(fn)
+    refs = {task.remote(fn_ref, trial.config, resources.threads): trial for trial in todo}
+
+    def done(ref: Any) -> None:
+        try:
+            outcome: Outcome = ray.get(ref)
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as err:
+            outcome = _died(type(err).__name__)
+        except ray.exceptions.RayError as err:  # e.g. fn cannot be loaded on the worker
+            outcome = "failed", {}, str(err), 0.0
+        store(refs[ref], outcome)
+
+    collect(ray, list(refs), done)
+
+
 def run_trials(
     trials: Sequence[Trial],
     fn: TrialFn,
@@ -125,6 +162,9 @@ def run_trials(
     *,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    resources: ResourcesLike | None = None,
 ) -> list[TrialRecord]:
     """Run every trial not yet done in ``run_dir`` and return all records, in trial order.
 
@@ -141,13 +181,32 @@ def run_trials(
     rebuilt and the trials it was running are queued again; a trial that takes a worker down
     twice is stored as failed. Scripts that call this must guard their entry point with
     ``if __name__ == "__main__":``, as for any spawned process pool.
+
+    ``backend="ray"`` runs each trial as a Ray task on the cluster at ``address`` (``None``:
+    the ``RAY_ADDRESS`` environment variable, else a Ray instance started on this machine for
+    the sweep), reserving ``resources`` (:class:`~lrkit.experiments.Resources` or a dict;
+    default one CPU) per trial; ``workers`` does not apply. The results store is the same:
+    each trial is stored as it finishes, a rerun redoes nothing finished, a trial that raises
+    is stored as failed. A trial whose worker process or node is lost runs again (Ray's
+    ``max_retries``); one that is lost twice is stored as failed. Ctrl-C cancels the tasks not
+    finished and keeps what finished. ``fn`` must be importable on the cluster's nodes (or
+    defined in the ``__main__`` script, which Ray ships by value). A bad backend, an address
+    that does not answer or resources no node has raise ``ValueError`` before anything is
+    written.
     """
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise ValueError("trial keys must be unique within a sweep")
     check_workers(workers)
-    with locked(run_dir.path):
-        return _run_trials(trials, fn, run_dir, workers, progress)
+    res = check_backend(backend, address, resources)
+    if res is not None and workers is not None:
+        raise ValueError(
+            "workers sets the processes of the local pool; on Ray each trial reserves its "
+            "resources instead (resources=..., --trial-cpus), so leave workers out"
+        )
+    session = ray_session(address, res) if res is not None else nullcontext()
+    with session, locked(run_dir.path):
+        return _run_trials(trials, fn, run_dir, workers, progress, res)
 
 
 def check_workers(workers: int | None) -> None:
@@ -167,6 +226,7 @@ def _run_trials(
     run_dir: RunDir,
     workers: int | None,
     progress: ProgressFn | None,
+    resources: Resources | None = None,
 ) -> list[TrialRecord]:
     keys = [t.key for t in trials]
     done = run_dir.done()
@@ -185,7 +245,10 @@ def _run_trials(
         if progress is not None:
             progress(rec, finished, total)
 
-    if n <= 1:
+    if resources is not None:
+        if todo:
+            _run_ray(todo, fn, resources, store)
+    elif n <= 1:
         for trial in todo:
             store(trial, _call(fn, trial.config, None))
     elif todo:

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..schedules import Hyper, Schedule, from_dict
+from ..tasks import Task, get_task
 from ..train.loop import fit
+from .transfer import pretrained_task
 
 __all__ = ["decode_lr", "encode_lr", "run_trial"]
 
@@ -39,15 +41,21 @@ def run_trial(config: Mapping[str, Any]) -> dict[str, Any]:
     Keys: ``task``, ``seed``, ``optimizer``, ``lr`` (see :func:`encode_lr`), ``steps`` and
     optionally ``momentum`` (float or schedule dict), ``weight_decay``, ``batch_size``,
     ``eval_every``, ``target``, ``threads`` (torch threads, default 1: the built-in tasks are
-    small enough that more threads only add overhead, and sweeps run one trial per core).
+    small enough that more threads only add overhead, and sweeps run one trial per core), and
+    ``pretrained`` (:meth:`lrkit.experiments.transfer.Pretrained.spec`: the model starts from
+    that backbone, part of it frozen).
     """
     momentum = config.get("momentum")
     if isinstance(momentum, Mapping):
         momentum = from_dict(momentum)
         if not isinstance(momentum, Schedule):
             raise ValueError(f"momentum must be a number or a schedule, got {momentum!r}")
+    name = str(config["task"])
+    task: Task | str = name
+    if config.get("pretrained") is not None:
+        task = pretrained_task(get_task(name), config["pretrained"])
     history = fit(
-        str(config["task"]),
+        task,
         optimizer=str(config["optimizer"]),
         lr=decode_lr(config["lr"]),
         momentum=momentum,

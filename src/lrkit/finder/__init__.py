@@ -13,6 +13,7 @@ The model, optimizer, GradScaler and global RNGs are exactly as before afterward
 """
 
 from lrkit.engine import RngState, TrainingSnapshot
+from lrkit.finder.batch_size import BatchAdvice, BatchSizeResult, largest_batch, parse_memory
 from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
 from lrkit.finder.range_test import lr_sequence, range_test, sweep_schedule
 from lrkit.finder.result import RangeTestResult, StopReason
@@ -34,6 +35,8 @@ from lrkit.finder.suggest import (
 
 __all__ = [
     "METHODS",
+    "BatchAdvice",
+    "BatchSizeResult",
     "CurveAnalysis",
     "HyperTestResult",
     "Probe",
@@ -45,9 +48,11 @@ __all__ = [
     "TuneResult",
     "analyze_curve",
     "ema",
+    "largest_batch",
     "lr_bounds",
     "lr_sequence",
     "momentum_test",
+    "parse_memory",
     "range_test",
     "suggest_lr",
     "suggest_lrkit",

@@ -73,6 +73,7 @@ class HyperTestResult:
         minima are :attr:`lowest`) on one log-LR plot, the recommended one drawn bold.
         ``target`` is an ``Axes``, a file path (Agg backend) or ``None`` (new pyplot
         figure)."""
+        from lrkit.engine import distributed
         from lrkit.plot import new_axes, save_axes
 
         ax, path = new_axes(target)
@@ -100,7 +101,7 @@ class HyperTestResult:
         ax.set_ylabel("loss (zero-lag smooth)")
         ax.set_title(f"{self.name} test")
         ax.legend(loc="best", fontsize="small")
-        if path is not None:
+        if path is not None and distributed.is_writer():
             save_axes(ax, path)
         return ax
 

@@ -34,6 +34,7 @@ from lrkit.engine import (
     SnapshotMode,
     StepFn,
     TrainingSnapshot,
+    distributed,
     peek,
     validate_batch,
 )
@@ -288,22 +289,41 @@ def range_test(
         A :class:`RangeTestResult` with the curves, ``stop_reason`` and the default suggestion.
         ``KeyboardInterrupt`` returns the partial result with ``stop_reason="interrupted"``.
 
+    Under ``torchrun`` (an initialized ``torch.distributed`` process group of several
+    processes), every rank calls ``range_test`` with its own part of the data and the model
+    wrapped in ``DistributedDataParallel``. The loss of each step is averaged over the ranks
+    (weighted by batch size) before smoothing, and validation pools every rank's batches, so
+    every rank records the same curve, stops at the same step and returns the same result; each
+    rank restores its own state. The ranks first compare their arguments: any difference, or a
+    bad argument on one rank, raises ``ValueError`` on every rank before any step.
+
     Raises:
         ValueError: bad arguments, empty data, unusable batches or a non-scalar loss, before any
             state is changed (a non-scalar loss is found at step 1, then everything is restored
-            first). Exceptions raised by the caller's code propagate after the restore; the
-            partial result is attached to them as ``range_test_result`` (with
-            ``stop_reason="error"``).
+            first); under ``torch.distributed``, arguments that differ between ranks or a model
+            not wrapped in ``DistributedDataParallel``. Exceptions raised by the caller's code
+            propagate after the restore; the partial result is attached to them as
+            ``range_test_result`` (with ``stop_reason="error"``).
     """
-    _check_args(
-        start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats, snapshot
-    )
-    positive_int("extend", extend)
-    _check_model_optimizer(model, optimizer)
-    _check_callables(loss_fn, step_fn, metric_fn, val_data)
     rng = RngState.capture(data, val_data)
+    fingerprint = {
+        "start_lr": start_lr, "end_lr": end_lr, "steps": steps, "mode": mode,
+        "smoothing": smoothing, "diverge": diverge, "accumulation_steps": accumulation_steps,
+        "repeats": repeats, "seed": seed, "extend": extend, "val_data": val_data is not None,
+        "metric_fn": metric_fn is not None, "step_fn": step_fn is not None,
+        "scaler": scaler is not None,
+    }  # fmt: skip
     try:
-        first_iter = _peek_checked(data, val_data, has_step_fn=step_fn is not None)
+        with distributed.agreement("range_test", fingerprint):
+            _check_args(
+                start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats,
+                snapshot,
+            )  # fmt: skip
+            positive_int("extend", extend)
+            _check_model_optimizer(model, optimizer)
+            distributed.require_wrapped(model, "range_test")
+            _check_callables(loss_fn, step_fn, metric_fn, val_data)
+            first_iter = _peek_checked(data, val_data, has_step_fn=step_fn is not None)
     except BaseException:
         rng.restore()
         raise

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrkit._files import atomic_write_text
+from lrkit.engine import distributed
 from lrkit.finder.smith import BoundsKind, lr_bounds
 from lrkit.finder.suggest import Method, Suggestion, ema, suggest_lr, zero_lag_smooth
 
@@ -248,7 +249,7 @@ class RangeTestResult:
             twin.set_ylabel("validation metric")
         ax.set_title(f"LR range test ({self.stop_reason})")
         ax.legend(loc="best", fontsize="small")
-        if path is not None:
+        if path is not None and distributed.is_writer():
             save_axes(ax, path)
         return ax
 
@@ -303,7 +304,10 @@ class RangeTestResult:
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON to ``path`` (atomically: replaced whole or not at all)."""
+        """Write :meth:`to_dict` as JSON to ``path`` (atomically: replaced whole or not at all).
+        Under ``torch.distributed`` only rank 0 writes (every rank holds the same result)."""
+        if not distributed.is_writer():
+            return
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod

@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ from lrkit.engine import (
     StepFn,
     TrainingSnapshot,
     data_generators,
+    distributed,
     peek,
     validate_batch,
 )
@@ -64,7 +65,15 @@ from lrkit.finder.result import RangeTestResult
 from lrkit.finder.suggest import analyze_curve
 from lrkit.schedules import Hyper, Schedule, one_cycle
 
-__all__ = ["Probe", "ScheduleFn", "TuneResult", "tune_lr"]
+__all__ = [
+    "Probe",
+    "ProbeJob",
+    "ProbeOutcome",
+    "ProbeRunner",
+    "ScheduleFn",
+    "TuneResult",
+    "tune_lr",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +102,35 @@ class Probe:
     score: float
     diverged: bool
     round: int
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """One probe for a :data:`ProbeRunner`: train ``lr`` (the schedule at ``peak`` over
+    ``steps`` updates) from the search's start state, reseeded with ``seed``, and score it."""
+
+    peak: float
+    steps: int
+    round: int
+    lr: Schedule | Hyper
+    seed: int
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What a probe gave: the :class:`Probe`, the updates it tried (skipped ones included),
+    whether it was scored (a probe that diverged is not), and its last training loss."""
+
+    probe: Probe
+    updates: int
+    evaluated: bool
+    loss: float
+
+
+ProbeRunner = Callable[[Sequence[ProbeJob]], Sequence[ProbeOutcome]]
+"""``runner(jobs) -> outcomes`` (in the order of ``jobs``): runs the independent probes of one
+round elsewhere, e.g. as Ray tasks (:func:`lrkit.finder.task.tune_task` with
+``backend="ray"``). Each must start from the search's start state, as the search does."""
 
 
 @dataclass
@@ -165,7 +203,10 @@ class TuneResult:
         }
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON (atomically)."""
+        """Write :meth:`to_dict` as JSON (atomically); under ``torch.distributed`` only rank 0
+        writes (every rank holds the same result)."""
+        if not distributed.is_writer():
+            return
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
@@ -229,7 +270,7 @@ class TuneResult:
         ax.legend(loc="upper left", fontsize=8)
         other.legend(loc="upper right", fontsize=8)
         ax.set_title(f"tune_lr: peak {self.peak:.3g} for {self.total_steps} steps")
-        if path is not None:
+        if path is not None and distributed.is_writer():
             save_axes(ax, path)
         return ax
 
@@ -399,6 +440,7 @@ class _Prober:
         sources: Sequence[object],
         progress: ProgressFn | None,
         total_units: float,
+        runner: ProbeRunner | None = None,
     ) -> None:
         self.engine, self.snap, self.train, self.val = engine, snap, train, val
         self.schedule, self.metric_fn, self.maximize, self.seed = (
@@ -410,6 +452,7 @@ class _Prober:
         self.sources = sources
         self.progress = progress
         self.total_units = total_units
+        self.runner = runner
         self.spent = 0.0
         self.val_batches = sum(1 for _ in val)
         self.own_lr = max(read_value(g, "lr") for g in engine.optimizer.param_groups)
@@ -421,17 +464,43 @@ class _Prober:
         self.snap.restore()
         _reseed(self.seed, self.sources)
 
-    def run(self, peak: float, steps: int, round_: int) -> Probe:
-        """Train ``schedule(peak, steps)`` from the start state and score it."""
+    def run_round(self, peaks: Sequence[float], steps: int, round_: int) -> list[Probe]:
+        """One round: ``schedule(peak, steps)`` for each of ``peaks``, each from the start
+        state; here one after another, or all at once by the runner."""
+        jobs = [ProbeJob(p, steps, round_, self.schedule(p, steps), self.seed) for p in peaks]
+        outcomes: list[ProbeOutcome] = []
+        if self.runner is None:
+            for job in jobs:
+                outcomes.append(self.train_probe(job, self.spent))
+                self.charge(outcomes[-1])
+            return [o.probe for o in outcomes]
+        outcomes = list(self.runner(jobs))
+        if len(outcomes) != len(jobs):
+            raise RuntimeError(f"the probe runner gave {len(outcomes)} outcomes for {len(jobs)}")
+        for job, out in zip(jobs, outcomes, strict=True):
+            self.charge(out)
+            if self.progress is not None:
+                self.progress(int(self.spent), int(self.total_units), job.peak, out.loss)
+        return [o.probe for o in outcomes]
+
+    def charge(self, out: ProbeOutcome) -> None:
+        """Add a probe's cost to what the search spent."""
+        self.spent += out.updates + (self.eval_cost if out.evaluated else 0.0)
+
+    def train_probe(self, job: ProbeJob, spent: float = 0.0) -> ProbeOutcome:
+        """Train ``job.lr`` from the start state and score it (``spent``: the search's cost so
+        far, for the progress callback)."""
         self.reseed()
-        driver = Scheduler(self.engine.optimizer, lr=self.schedule(peak, steps))
+        driver = Scheduler(self.engine.optimizer, lr=job.lr)
         stream = BatchStream(self.train)
         self.engine.model.train()
-        applied = skips = 0
+        applied = skips = updates = 0
+        loss = math.nan
         diverged = False
+        steps = job.steps
         while applied < steps and not diverged:
             update = self.engine.update(stream)
-            self.spent += 1
+            updates += 1
             if update.status == "skipped":  # retried at the same LR, as in the range test
                 skips += 1
                 diverged = skips >= _MAX_SKIPS
@@ -441,18 +510,20 @@ class _Prober:
             if diverged:
                 break
             applied += 1
+            loss = update.loss
             driver.step()
             if self.progress is not None:
                 lr = driver.values()["lr"][0]
-                self.progress(int(self.spent), int(self.total_units), lr, update.loss)
+                self.progress(int(spent + updates), int(self.total_units), lr, update.loss)
         score = math.nan
-        if not diverged:
+        evaluated = not diverged
+        if evaluated:
             found = self.engine.evaluate(self.val, self.metric_fn)
-            self.spent += self.eval_cost
             score = found.metric if self.metric_fn is not None else found.loss
             diverged = not math.isfinite(score)
-        logger.info("probe peak=%.4g, %d steps: score %.5g", peak, steps, score)
-        return Probe(peak, steps, math.nan if diverged else score, diverged, round_)
+        logger.info("probe peak=%.4g, %d steps: score %.5g", job.peak, steps, score)
+        probe = Probe(job.peak, steps, math.nan if diverged else score, diverged, job.round)
+        return ProbeOutcome(probe, updates, evaluated, loss)
 
     def key(self, p: Probe) -> float:
         """Sort key, best first."""
@@ -571,6 +642,7 @@ def tune_lr(
     seed: int = 0,
     snapshot: SnapshotMode = "cpu",
     progress: ProgressFn | None = None,
+    runner: ProbeRunner | None = None,
 ) -> TuneResult:
     """Pick the peak learning rate of the schedule you will train with, within a budget.
 
@@ -592,42 +664,72 @@ def tune_lr(
         range_test_steps: the longest range test (the budget may make it shorter).
         seed: the seed of the search's randomness (data order, dropout); the result is
             deterministic for a given seed.
+        runner: runs the independent probes of each round elsewhere (:data:`ProbeRunner`);
+            default: here, one after another. The probes of a model and data of your own run
+            here; :func:`lrkit.finder.task.tune_task` with ``backend="ray"`` passes a runner
+            that trains a built-in task's probes as Ray tasks, with the same result.
 
     Returns:
         A :class:`TuneResult`; ``result.peak`` is never ``None``. The model, optimizer,
         scaler and RNGs (also a loader's own generator) are exactly as before afterwards.
 
+    Under ``torchrun``, every rank calls it with its own part of the data (the same number of
+    validation batches on every rank) and the model wrapped in ``DistributedDataParallel``: the
+    range test and the probes' scores are reduced over the ranks, so every rank chooses the
+    same peak (see :func:`~lrkit.finder.range_test`).
+
     Raises:
         ValueError: a budget too small for even the range test, ``total_steps`` shorter than
             two probes, empty ``val_data``, a ``schedule`` that does not take ``(peak, steps)``,
-            ``maximize`` without ``metric_fn`` — before anything is modified.
+            ``maximize`` without ``metric_fn``, and under ``torch.distributed`` arguments that
+            differ between ranks — before anything is modified.
     """
-    _check_numbers(total_steps, budget, range_test_steps)
-    make = (
-        schedule
-        if schedule is not None
-        else _default_schedule(_optimizer_cycles_momentum(optimizer))
-    )
-    _check_schedule(make)
-    if maximize and metric_fn is None:
-        raise ValueError("maximize=True needs metric_fn (the validation loss is minimized)")
-    if metric_fn is not None and step_fn is not None:
-        raise ValueError(
-            "metric_fn needs (inputs..., target) batches; it cannot be used with step_fn"
-        )
-    if isinstance(val_data, Iterator):
-        raise ValueError("val_data is read after every probe; pass a list or a DataLoader")
     rng = RngState.capture(train_data, val_data)
+    fingerprint = {
+        "total_steps": total_steps, "budget": budget, "range_test_steps": range_test_steps,
+        "start_lr": start_lr, "end_lr": end_lr, "seed": seed,
+        "accumulation_steps": accumulation_steps, "maximize": maximize,
+        "metric_fn": metric_fn is not None, "step_fn": step_fn is not None,
+        "val_data": val_data is not None, "scaler": scaler is not None,
+        "optimizer": type(optimizer).__name__,
+        "optimizer lr": max(read_value(g, "lr") for g in optimizer.param_groups),
+    }  # fmt: skip
     try:
-        holdout = None
-        train, val = train_data, val_data
-        if val is None:
-            train, val, holdout = _holdout(train_data, seed)
-        _, _ = peek(train)
-        val_first, _ = peek(val)
-        validate_batch(
-            val_first, has_step_fn=step_fn is not None, has_loss_fn=True, what="val_data"
-        )
+        with distributed.agreement("tune_lr", fingerprint) as agreed:
+            _check_numbers(total_steps, budget, range_test_steps)
+            make = (
+                schedule
+                if schedule is not None
+                else _default_schedule(_optimizer_cycles_momentum(optimizer))
+            )
+            _check_schedule(make)
+            made = make(1.0, total_steps)
+            lr_of = made.lr if isinstance(made, Hyper) else made
+            agreed["schedule(1, total_steps) at 0, 1/2, end"] = [
+                float(lr_of(i)) for i in (0, total_steps // 2, total_steps - 1)
+            ]
+            if maximize and metric_fn is None:
+                raise ValueError("maximize=True needs metric_fn (the validation loss is minimized)")
+            if metric_fn is not None and step_fn is not None:
+                raise ValueError(
+                    "metric_fn needs (inputs..., target) batches; it cannot be used with step_fn"
+                )
+            if isinstance(val_data, Iterator):
+                raise ValueError("val_data is read after every probe; pass a list or a DataLoader")
+            distributed.require_wrapped(model, "tune_lr")
+            holdout = None
+            train, val = train_data, val_data
+            if val is None:
+                train, val, holdout = _holdout(train_data, seed)
+            _, _ = peek(train)
+            val_first, _ = peek(val)
+            validate_batch(
+                val_first, has_step_fn=step_fn is not None, has_loss_fn=True, what="val_data"
+            )
+            if distributed.is_distributed():  # the probe plan counts them: ranks must agree
+                agreed["validation batches"] = (
+                    len(val) if isinstance(val, Sized) else sum(1 for _ in val)
+                )
     except BaseException:
         rng.restore()
         raise
@@ -637,7 +739,7 @@ def tune_lr(
         schedule=make, metric_fn=metric_fn, maximize=maximize, step_fn=step_fn,
         accumulation_steps=accumulation_steps, scaler=scaler, start_lr=start_lr, end_lr=end_lr,
         range_test_steps=range_test_steps, seed=seed, snapshot=snapshot, progress=progress,
-        holdout=holdout, sources=(train_data, val_data),
+        holdout=holdout, sources=(train_data, val_data), runner=runner,
     )  # fmt: skip
 
 
@@ -664,6 +766,7 @@ def _search(
     progress: ProgressFn | None,
     holdout: str | None,
     sources: Sequence[object],
+    runner: ProbeRunner | None = None,
 ) -> TuneResult:
     units = budget * total_steps
     rng = RngState.capture(*sources)
@@ -678,8 +781,9 @@ def _search(
     )
     try:
         prober = _Prober(
-            engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress, units
-        )
+            engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress,
+            units, runner,
+        )  # fmt: skip
         steps, extend = _range_plan(units, range_test_steps)
         low, high = _sweep_range(start_lr, end_lr, steps, range_test_steps)
         _reseed(seed, sources)
@@ -720,13 +824,16 @@ def _probe_and_choose(
     score_name = "metric" if prober.metric_fn is not None else "val_loss"
 
     def result(peak: float, probes: list[Probe], reason: str, drift: float | None) -> TuneResult:
+        spent = prober.spent / total_steps
+        if spent > budget and math.isclose(spent, budget, rel_tol=1e-9):
+            spent = budget  # the plan fits the budget; its costs' sum may round one ulp over
         return TuneResult(
             peak=float(peak),
             total_steps=total_steps,
             probes=probes,
             range_test=found,
             budget=float(budget),
-            spent=prober.spent / total_steps,
+            spent=spent,
             score_name=score_name,
             maximize=prober.maximize,
             reason=reason,
@@ -741,12 +848,12 @@ def _probe_and_choose(
     # short runs prefer higher peaks: centre the first round where the prior puts the anchor
     shift = 2.0 ** (PRIOR_DRIFT * math.log2(total_steps / length))
     first = _below(_around(anchor * shift, plan.candidates), ceiling)
-    probes = [prober.run(p, length, 0) for p in first]
+    probes = prober.run_round(first, length, 0)
     p1 = _vertex(probes, prober)
     p2: float | None = None
     if plan.rounds == 2:
         second = _below(_around(p1 * 2.0**-PRIOR_DRIFT, 3), ceiling)
-        probes += [prober.run(p, 2 * length, 1) for p in second]
+        probes += prober.run_round(second, 2 * length, 1)
         p2 = _vertex(probes[plan.candidates :], prober)
     diverged = [p.peak for p in probes if p.diverged]
     cap = ceiling

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 
 from lrkit._optimizers import build_optimizer
+from lrkit._ray import Backend, ResourcesLike, check_backend, ray_session, worker_spec
 from lrkit._threads import torch_threads
+from lrkit.engine import distributed
+from lrkit.finder._ray_probes import ray_probe_runner
 from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
 from lrkit.finder.range_test import ProgressFn, range_test
 from lrkit.finder.result import RangeTestResult
@@ -23,6 +27,8 @@ from lrkit.tasks import Task, get_task
 __all__ = ["HyperName", "find_lr", "hyper_test_task", "tune_task"]
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
 
 
 def find_lr(
@@ -45,19 +51,16 @@ def find_lr(
     written there, so an interrupted experiment does not repeat its range test. A cache file
     that cannot be read back (corrupt, cut short) is logged and replaced by a fresh test; a test
     interrupted by Ctrl-C (``stop_reason == "interrupted"``) is returned but never cached.
+
+    Under ``torchrun`` the model is wrapped in ``DistributedDataParallel`` and each rank trains
+    on its part of the training loader (:func:`lrkit.engine.distributed.shard`); rank 0 reads
+    and writes the cache and hands what it read to the other ranks.
     """
     t = get_task(task) if isinstance(task, str) else task
     opt_name = optimizer or t.optimizer
-    if cache is not None and Path(cache).exists():
-        try:
-            return RangeTestResult.from_json(cache)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            log.warning(
-                "range-test cache %s is corrupt (%s: %s); running the range test again",
-                cache,
-                type(err).__name__,
-                err,
-            )
+    cached = distributed.broadcast(_read_cache(cache, RangeTestResult.from_json, "range-test"))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     with torch_threads(1):  # small built-in models: one thread is fastest
         result = _range_test_task(
             t, opt_name, seed, batch_size, steps, repeats, weight_decay, start_lr, end_lr, progress
@@ -67,14 +70,43 @@ def find_lr(
     return result
 
 
+def _read_cache(
+    cache: str | os.PathLike[str] | None, read: Callable[[Path], _R], what: str
+) -> _R | None:
+    """The result stored in ``cache`` (read on rank 0 only), or ``None`` when there is none or
+    it cannot be read back (logged)."""
+    if cache is None or not distributed.is_writer() or not Path(cache).exists():
+        return None
+    try:
+        return read(Path(cache))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        log.warning(
+            "%s cache %s is corrupt (%s: %s); running it again",
+            what,
+            cache,
+            type(err).__name__,
+            err,
+        )
+        return None
+
+
 def _task_setup(
     t: Task, opt_name: str, seed: int, batch_size: int | None, weight_decay: float
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any, Any]:
-    """The task's model (seeded), the named optimizer, and the training and validation loaders."""
+    """The task's model (seeded), the named optimizer, and the training and validation loaders;
+    under ``torch.distributed`` the model in ``DistributedDataParallel`` and each loader
+    reduced to this rank's part."""
     model = t.make_model(seed)
     lr = t.lr_for(opt_name)  # the search falls back on it; the range test sweeps its own
     opt = build_optimizer(opt_name, model.parameters(), lr=lr, weight_decay=weight_decay)
     train, val = t.loaders(batch_size=batch_size, seed=seed)
+    if distributed.is_distributed():
+        return (
+            distributed.wrap(model, torch.device("cpu")),
+            opt,
+            distributed.shard(train, seed=seed),
+            distributed.shard_eval(val),
+        )
     return model, opt, train, val
 
 
@@ -161,20 +193,35 @@ def tune_task(
     weight_decay: float = 0.0,
     cache: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+    resources: ResourcesLike | None = None,
 ) -> TuneResult:
     """:func:`~lrkit.finder.search.tune_lr` on a task: its model (seeded), training loader,
     validation loader and metric (maximized), for a one-cycle run of ``total_steps`` (default:
-    the task's epochs). ``cache`` works as :func:`find_lr`'s."""
+    the task's epochs). ``cache`` and ``torchrun`` work as with :func:`find_lr`.
+
+    ``backend="ray"`` trains the probes of each round at once, as Ray tasks on the cluster at
+    ``address`` reserving ``resources`` each (as in :func:`lrkit.experiments.run_trials`), and
+    gives the same result as the local search for the same seed; the range test runs here.
+    The workers load the task themselves, so it must be a built-in task or a
+    ``"module:function"`` spec importable on them."""
+    res = check_backend(backend, address, resources)
     t = get_task(task) if isinstance(task, str) else task
+    spec = worker_spec(task) if res is not None else ""
     opt_name = optimizer or t.optimizer
-    if cache is not None and Path(cache).exists():
-        try:
-            return TuneResult.from_json(cache)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.warning("tune cache %s is corrupt (%s); searching again", cache, err)
-    with torch_threads(1):  # small built-in models: one thread is fastest
+    cached = distributed.broadcast(_read_cache(cache, TuneResult.from_json, "tune"))
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    session = ray_session(address, res) if res is not None else nullcontext()
+    with torch_threads(1), session:  # small built-in models: one thread is fastest
         model, opt, train, val = _task_setup(t, opt_name, seed, batch_size, weight_decay)
         steps = total_steps if total_steps is not None else t.epochs * len(train)
+        runner = None
+        if res is not None:
+            runner = ray_probe_runner(
+                spec, opt_name, seed, batch_size, weight_decay, model, opt, res
+            )
         result = tune_lr(
             model,
             opt,
@@ -187,6 +234,7 @@ def tune_task(
             maximize=True,
             seed=seed,
             progress=progress,
+            runner=runner,
         )
     if cache is not None:
         result.to_json(cache)

@@ -13,6 +13,12 @@ Built-in tasks (see :func:`task_names`):
     the paper reports about 68% test accuracy for an MLP.
 ``mnist1d-cnn``
     The same data with a small 1-D CNN with BatchNorm (the paper reports 94% for its CNN).
+``mnist1d-cnn-paper``
+    The same data with the MNIST-1D paper's own CNN: three Conv1d layers of 25 channels, ReLU,
+    no normalization, trained with SGD at batch 100 (the paper reports about 94% for it).
+``mnist1d-0to4-paper``, ``mnist1d-5to9-paper``
+    The paper's CNN on digits 0-4 only and on digits 5-9 only: the source and the target of the
+    ``transfer`` experiment (pretrain on one half, fine-tune on the other).
 ``digits-cnn``
     scikit-learn's bundled digits (1797 8x8 images, 10 classes), standardized, stratified 80/20
     split with a fixed seed; small 2-D CNN with BatchNorm.

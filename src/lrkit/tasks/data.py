@@ -26,6 +26,7 @@ __all__ = [
     "digits_data",
     "friedman_data",
     "mnist1d_data",
+    "mnist1d_digits_data",
     "table_data",
     "wine_data",
 ]
@@ -61,6 +62,20 @@ def mnist1d_data() -> TaskData:
     with _PreserveGlobalRNG():
         ds = mnist1d.make_dataset(mnist1d.get_dataset_args())
     return TaskData(_f32(ds["x"]), _i64(ds["y"]), _f32(ds["x_test"]), _i64(ds["y_test"]))
+
+
+@functools.cache
+def mnist1d_digits_data(first: int, last: int) -> TaskData:
+    """:func:`mnist1d_data` restricted to the digits ``first`` to ``last`` (inclusive), in
+    training and validation, with their labels unchanged (digits 5-9 keep the labels 5-9), so
+    that one model with 10 outputs fits both halves: the source and the target of the
+    ``transfer`` recipe."""
+    if not 0 <= first <= last <= 9:
+        raise ValueError(f"digits must satisfy 0 <= first <= last <= 9, got {first} and {last}")
+    d = mnist1d_data()
+    train = (d.y_train >= first) & (d.y_train <= last)
+    val = (d.y_val >= first) & (d.y_val <= last)
+    return TaskData(d.x_train[train], d.y_train[train], d.x_val[val], d.y_val[val])
 
 
 def _standardize(x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["digits_cnn", "mlp", "mnist1d_cnn"]
+__all__ = ["digits_cnn", "mlp", "mnist1d_cnn", "mnist1d_cnn_plain"]
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
@@ -38,6 +38,23 @@ def mnist1d_cnn() -> nn.Module:
         *block(c, 1, 3),  # length 10
         nn.Flatten(),
         nn.Linear(c * 10, 10),
+    )
+
+
+def mnist1d_cnn_plain(channels: int = 25) -> nn.Module:
+    """The CNN of the MNIST-1D paper (Greydanus 2020, arXiv 2011.14439) for ``(N, 40)`` sequences:
+    three 1-D convolutions of ``channels`` channels (kernels 5, 3, 3; stride 2; padding 1), ReLU,
+    no normalization, and a linear head on the flattened ``channels x 5`` features, 10 classes."""
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 40)),  # (N, 40) -> (N, 1, 40)
+        nn.Conv1d(1, channels, 5, stride=2, padding=1),  # length 19
+        nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1),  # length 10
+        nn.ReLU(),
+        nn.Conv1d(channels, channels, 3, stride=2, padding=1),  # length 5
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(channels * 5, 10),
     )
 
 

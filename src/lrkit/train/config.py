@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from lrkit._checks import positive_int, positive_int_or_none
 from lrkit.driver import Scheduler
+from lrkit.engine import distributed
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
@@ -45,7 +47,8 @@ class TrainConfig:
             task's. With a task and no ``model``, the model is ``task.make_model(seed)`` and is
             discarded afterwards; pass ``model=task.make_model(seed)`` to keep the trained one
             (it is trained in place).
-        model: The model to train (in place).
+        model: The model to train (in place). Parameters with ``requires_grad=False`` (frozen)
+            are left out of the optimizer.
         train_loader: Iterable of ``(inputs..., target)`` batches. When it is a ``DataLoader``
             with a ``torch.Generator`` (on the loader or its sampler), that generator is reseeded
             from ``(seed, epoch)`` at the start of every epoch, so the order of each epoch is
@@ -69,13 +72,16 @@ class TrainConfig:
         steps: Number of optimizer updates. Give ``steps`` or ``epochs``, not both.
         epochs: Passes over the training data; ``steps = ceil(epochs * batches_per_epoch /
             accumulation_steps)``. Default (neither given): the task's ``epochs``.
-        batch_size: Training batch size for a task's loaders (default: the task's).
+        batch_size: Training batch size for a task's loaders (default: the task's); under
+            ``torchrun`` the batch size of each process.
         accumulation_steps: Batches whose gradients are summed (as a mean) per update.
         max_grad_norm: Clip the global gradient norm to this value before each update.
         amp: Mixed precision: ``torch.autocast`` with float16 and a ``GradScaler`` on CUDA,
             bfloat16 without a scaler on the CPU. An update the scaler skips (inf/NaN
             gradients) is retried on the next batches and does not count as a step.
-        device: Where the model and batches go.
+        device: Where the model and batches go. Under ``torchrun``, ``"cuda"`` means this
+            process's current CUDA device (``torch.cuda.set_device(LOCAL_RANK)``, which
+            :func:`lrkit.engine.distributed.init_from_env` does).
         eval_every: Evaluate every this many updates (default: once per epoch, or only at the
             end when the loader has no length).
         observe: What metric-driven schedule pieces (``reduce_on_plateau``) are fed after each
@@ -87,7 +93,9 @@ class TrainConfig:
             (Smith 2015: stop at the end of a cycle, where the LR is at its minimum).
         checkpoint_every: Write a checkpoint every this many updates (needs ``checkpoint_dir``).
         checkpoint_dir: Directory of the checkpoint (``checkpoint.pt``, replaced atomically). A
-            final checkpoint is also written when the run ends.
+            final checkpoint is also written when the run ends. Under ``torchrun`` rank 0 writes
+            it (with every rank's RNG and data position) while the others wait, and every rank
+            reads it to resume, so it must be a folder they all see.
         resume: Continue from the checkpoint in ``checkpoint_dir`` (start afresh when there is
             none). The resumed run ends with bitwise the same weights and history as an
             uninterrupted one on the same device, as far as the operations used are
@@ -233,6 +241,15 @@ def _as_schedule(name: str, value: float | Schedule | Hyper | None) -> Schedule 
 # -- the plan ---------------------------------------------------------------------------------
 
 
+def _derive(seed: int, *tags: int) -> int:
+    """A well-mixed 63-bit seed for one purpose (``tags``) of a run with ``seed``."""
+    state = np.random.SeedSequence([seed, *tags]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> 1)
+
+
+_DATA_ORDER, _GLOBAL_RNG = 0, 1
+
+
 @dataclass
 class _Parts:
     """The task merged with the explicit settings."""
@@ -362,7 +379,16 @@ def _optimizer_builder(
     mom_value = float(c.momentum) if _is_number(c.momentum) else None  # type: ignore[arg-type]
     wd_sched = c.weight_decay if isinstance(c.weight_decay, Schedule) else None
     wd_value = 0.0 if wd_sched is not None else float(c.weight_decay)  # type: ignore[arg-type]
-    params, nesterov, built_spec = parts.model.parameters, c.nesterov, spec
+    if not any(p.requires_grad for p in parts.model.parameters()):
+        raise ValueError(
+            "the model has no parameter that requires grad: nothing to train (unfreeze some "
+            "with requires_grad_(True))"
+        )
+    nesterov, built_spec = c.nesterov, spec
+
+    def params() -> list[nn.Parameter]:
+        # frozen parameters (requires_grad=False) stay out of the optimizer and its state
+        return [p for p in parts.model.parameters() if p.requires_grad]
 
     def build() -> tuple[torch.optim.Optimizer, Scheduler | None]:
         first_lr = (
@@ -395,9 +421,27 @@ def _optimizer_builder(
     return name, build, described
 
 
+def _device(device: str | torch.device) -> torch.device:
+    d = torch.device(device)
+    if d.type == "cuda" and d.index is None and distributed.is_distributed():
+        return torch.device("cuda", torch.cuda.current_device())
+    return d
+
+
 def resolve(config: TrainConfig) -> Plan:
-    """Merge the task, count the steps and prepare the optimizer: the :class:`Plan` to run."""
+    """Merge the task, count the steps and prepare the optimizer: the :class:`Plan` to run.
+
+    Under ``torch.distributed`` the loaders are reduced to this rank's part first
+    (:func:`lrkit.engine.distributed.shard`, shuffled from the run's seed, and
+    :func:`~lrkit.engine.distributed.shard_eval`), so epochs and evaluations count this rank's
+    batches, and the fingerprint records the number of processes."""
     parts = _merge_task(config)
+    if distributed.is_distributed():
+        parts.train_loader = distributed.shard(
+            parts.train_loader, seed=_derive(config.seed, _DATA_ORDER)
+        )
+        if parts.val_loader is not None:
+            parts.val_loader = distributed.shard_eval(parts.val_loader)
     total, batches, eval_every = _length(config, parts)
     name, build, described = _optimizer_builder(config, parts)
     fingerprint = {
@@ -411,6 +455,8 @@ def resolve(config: TrainConfig) -> Plan:
         "seed": config.seed,
         **described,
     }
+    if distributed.world() > 1:
+        fingerprint["world_size"] = distributed.world()
     return Plan(
         **vars(parts),
         config=config,
@@ -418,6 +464,6 @@ def resolve(config: TrainConfig) -> Plan:
         build=build,
         total_steps=total,
         eval_every=eval_every,
-        device=torch.device(config.device),
+        device=_device(config.device),
         fingerprint=fingerprint,
     )

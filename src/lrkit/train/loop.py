@@ -23,12 +23,13 @@ from lrkit.engine import (
     checked,
     checkpoint_path,
     data_generators,
+    distributed,
     load_checkpoint,
     save_atomic,
     validate_batch,
 )
 from lrkit.tasks import Task
-from lrkit.train.config import Plan, TrainConfig, resolve
+from lrkit.train.config import _DATA_ORDER, _GLOBAL_RNG, Plan, TrainConfig, _derive, resolve
 from lrkit.train.history import History
 
 __all__ = ["fit"]
@@ -53,20 +54,32 @@ def fit(task: Task | str | TrainConfig | None = None, **settings: Any) -> Histor
     (:class:`lrkit.Scheduler`). The model is evaluated every ``eval_every`` updates, at every
     cycle end when ``stop_at_cycle_end`` is set, and after the last update.
 
+    Under ``torchrun`` (an initialized ``torch.distributed`` process group of several
+    processes; every rank calls ``fit`` with the same settings), the model is wrapped in
+    ``DistributedDataParallel``, the training loader gets a ``DistributedSampler`` (shuffled
+    from ``seed``, its epoch set at every epoch) and the validation loader a disjoint part per
+    rank; losses and evaluations are reduced over the ranks, so every rank records the same
+    history and takes the same decisions. Rank 0 alone writes the checkpoint (with every rank's
+    RNG state and data position) while the others wait; to resume, every rank loads it and
+    continues exactly where it was. Settings that differ between ranks raise ``ValueError`` on
+    every rank before any step.
+
     Returns:
         The :class:`History` of the run. A NaN or infinite loss does not raise: the run stops
         before applying that update, with ``diverged=True`` and the step in ``stop_reason``.
 
     Raises:
         ValueError: inconsistent or missing settings, or a checkpoint from another
-            configuration.
+            configuration; under ``torch.distributed``, settings that differ between ranks.
         TypeError: a setting that is not a field of :class:`TrainConfig`.
     """
     if isinstance(task, TrainConfig):
         config = task.with_overrides(**settings)
     else:
         config = TrainConfig().with_overrides(task=task, **settings)
-    plan = resolve(config)
+    with distributed.agreement("fit", _settings(config)) as agreed:
+        plan = resolve(config)
+        agreed.update(plan.fingerprint)
     caller_rng = RngState.capture()
     try:
         with torch_threads(config.num_threads):
@@ -75,16 +88,21 @@ def fit(task: Task | str | TrainConfig | None = None, **settings: Any) -> Histor
         caller_rng.restore()
 
 
+_LOCAL_SETTINGS = ("device", "checkpoint_dir", "num_threads", "progress")
+
+
+def _settings(config: TrainConfig) -> dict[str, Any]:
+    """The plain settings every rank must share (objects such as the model and the loaders
+    are compared through the plan's fingerprint instead)."""
+    out: dict[str, Any] = {}
+    for name in config.fields():
+        value = getattr(config, name)
+        if name not in _LOCAL_SETTINGS and (value is None or isinstance(value, (int, float, str))):
+            out[name] = value
+    return out
+
+
 # -- data position ----------------------------------------------------------------------------
-
-
-def _derive(seed: int, *tags: int) -> int:
-    """A well-mixed 63-bit seed for one purpose (``tags``) of a run with ``seed``."""
-    state = np.random.SeedSequence([seed, *tags]).generate_state(1, dtype=np.uint64)
-    return int(state[0] >> 1)
-
-
-_DATA_ORDER, _GLOBAL_RNG = 0, 1
 
 
 class _Stream:
@@ -111,6 +129,7 @@ class _Stream:
             torch.set_rng_state(rng)
         for g in data_generators(self.loader):
             g.manual_seed(_derive(self.seed, _DATA_ORDER, self.epoch))
+        distributed.set_epoch(self.loader, self.epoch)
         self._it = iter(self.loader)
 
     def next(self) -> Any:
@@ -190,7 +209,8 @@ def _momentum_of(group: dict[str, Any]) -> float:
 class _Trainer:
     def __init__(self, run: Plan) -> None:
         self.run = run
-        self.model = run.model.to(run.device)
+        self.model = distributed.unwrap(run.model).to(run.device)
+        self.net = distributed.wrap(run.model, run.device)
         self.history = History(
             task=run.task_name,
             metric_name=run.metric_name,
@@ -246,9 +266,22 @@ class _Trainer:
             "data": self.stream.state(),
             "history": self.history.to_dict(),
         }
-        save_atomic(state, checkpoint_path(run.config.checkpoint_dir))
+        if distributed.is_distributed():
+            state["ranks"] = distributed.all_gather({"rng": state["rng"], "data": state["data"]})
+        with distributed.agreement("fit's checkpoint", {}):  # the others wait for rank 0
+            if distributed.is_writer():
+                save_atomic(state, checkpoint_path(run.config.checkpoint_dir))
 
     def _load(self, opt: torch.optim.Optimizer, sched: Scheduler | None) -> bool:
+        """Resume from the checkpoint; under ``torch.distributed`` every rank must find the
+        same one."""
+        hint = "Every rank must see the same checkpoint_dir (a folder they share) to resume."
+        with distributed.agreement("the checkpoint to resume from", {}, hint) as agreed:
+            found = self._load_local(opt, sched)
+            agreed["step"] = self.step if found else None
+        return found
+
+    def _load_local(self, opt: torch.optim.Optimizer, sched: Scheduler | None) -> bool:
         run = self.run
         assert run.config.checkpoint_dir is not None
         path = checkpoint_path(run.config.checkpoint_dir)
@@ -258,7 +291,12 @@ class _Trainer:
         ckpt = load_checkpoint(path)
         saved = ckpt["fingerprint"]
         if saved != run.fingerprint:
-            diff = {k: (saved.get(k), v) for k, v in run.fingerprint.items() if saved.get(k) != v}
+            keys = [*run.fingerprint, *({"world_size"} - set(run.fingerprint))]
+            diff = {
+                k: (saved.get(k), run.fingerprint.get(k))
+                for k in keys
+                if saved.get(k) != run.fingerprint.get(k)
+            }
             raise ValueError(
                 f"the checkpoint in {str(run.config.checkpoint_dir)!r} belongs to another run "
                 f"configuration (checkpoint vs now: {diff}); use another checkpoint_dir or "
@@ -273,8 +311,9 @@ class _Trainer:
         self.history = History.from_dict(ckpt["history"])
         self.step = int(ckpt["step"])
         self.finished = bool(ckpt["finished"])
-        self.stream.seek(ckpt["data"])
-        RngState.from_dict(ckpt["rng"]).restore()
+        mine = ckpt["ranks"][distributed.rank()] if "ranks" in ckpt else ckpt
+        self.stream.seek(mine["data"])
+        RngState.from_dict(mine["rng"]).restore()
         logger.info("resumed from %s at step %d", path, self.step)
         return True
 
@@ -285,15 +324,16 @@ class _Trainer:
         random.seed(rng_seed)
         np.random.seed(rng_seed % 2**32)
         torch.manual_seed(rng_seed)
-        self.model.train()
+        self.net.train()
         opt, sched = run.build()
         if run.config.resume and self._load(opt, sched) and self.finished:
             return self.history
-        bar = _ProgressBar(run.total_steps, self.step) if progress else None
+        show = progress and distributed.is_writer()
+        bar = _ProgressBar(run.total_steps, self.step) if show else None
         wall0 = time.perf_counter()
         wall_before = self.history.wall_seconds
         engine = Engine(
-            self.model,
+            self.net,
             opt,
             loss_fn=run.loss_fn,
             accumulation_steps=run.config.accumulation_steps,
