@@ -230,7 +230,7 @@ def _policies(ctx: Context) -> list[Trial]:
     half = ctx.cycle_length()
     n = ctx.whole_cycles(half)
     gamma = 0.1 ** (1.0 / n)  # exp_range: the amplitude shrinks to a tenth over the run
-    decrease = S.repeat(S.linear(peak, base, half))
+    decrease = S.linear(peak, base, half)  # Smith's "decay": down once, then held at base
     trials = ctx.trials("fixed", opt, ctx.task.lr_for(opt), steps=n)
     trials += ctx.trials("triangular", opt, S.triangular(base, peak, half), steps=n)
     trials += ctx.trials("triangular2", opt, S.triangular2(base, peak, half), steps=n)

@@ -3,6 +3,8 @@ ends."""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -172,8 +174,10 @@ def run_trials(
     whose result has ``diverged: True`` is stored as diverged; one that raises is stored as failed
     with its traceback, and the sweep goes on. Restarting with the same trials redoes nothing that
     finished ok or diverged, and runs the failed trials again (their new record replaces the
-    old). ``workers=1`` runs in this process (useful for debugging). While it runs, the run
-    directory is locked: a second process sweeping it gets ``ValueError`` naming this one.
+    old), as well as any stored trial whose configuration is not the one its key has now (the
+    code that builds the trials changed). ``workers=1`` runs in this process (useful for
+    debugging). While it runs, the run directory is locked: a second process sweeping it gets
+    ``ValueError`` naming this one.
 
     Ctrl-C (``KeyboardInterrupt``) stops the workers and propagates; what finished is stored.
 
@@ -209,6 +213,13 @@ def run_trials(
         return _run_trials(trials, fn, run_dir, workers, progress, res)
 
 
+def _same(stored: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    """Whether a stored record's configuration is ``config`` (compared as the JSON it is
+    stored as)."""
+    as_json = functools.partial(json.dumps, sort_keys=True, default=str)
+    return bool(as_json(dict(stored)) == as_json(dict(config)))
+
+
 def check_workers(workers: int | None) -> None:
     """``ValueError`` unless ``workers`` is ``None`` (one per core) or a whole number >= 1."""
     if workers is None:
@@ -229,8 +240,15 @@ def _run_trials(
     resources: Resources | None = None,
 ) -> list[TrialRecord]:
     keys = [t.key for t in trials]
-    done = run_dir.done()
-    todo = [t for t in trials if t.key not in done]
+    done = {r.key: r for r in run_dir.records() if r.status != "failed"}
+    stale = [t.key for t in trials if t.key in done and not _same(done[t.key].config, t.config)]
+    if stale:
+        log.warning(
+            "%d stored trial(s) were run with another configuration (e.g. %s); running them again",
+            len(stale),
+            stale[0],
+        )
+    todo = [t for t in trials if t.key not in done or t.key in stale]
     total, finished = len(trials), len(trials) - len(todo)
     n = min(workers or default_workers(), max(1, len(todo)))
 
