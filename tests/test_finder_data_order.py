@@ -58,6 +58,37 @@ def test_sampler_generator_is_restored_too() -> None:
     assert torch.equal(g.get_state(), before)
 
 
+def test_each_pass_over_a_distributed_sampler_draws_the_next_epoch_and_the_epoch_is_restored() -> (
+    None
+):
+    model, opt = _setup()
+    n, batch = 16, 4
+    x, y = torch.randn(n, 8), torch.arange(n) % 3
+    ids = torch.arange(n)
+    sampler = torch.utils.data.DistributedSampler(range(n), num_replicas=1, rank=0, seed=5)
+    sampler.set_epoch(7)
+    loader = DataLoader(TensorDataset(x, y, ids), batch_size=batch, sampler=sampler)
+    seen: list[list[int]] = []
+
+    def step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        xb, yb, ib = batch
+        seen.append(ib.tolist())
+        return nn.functional.cross_entropy(model(xb), yb)
+
+    range_test(model, opt, loader, step_fn=step, steps=3 * n // batch, end_lr=1.0, extend=1)
+    flat = [i for ids in seen for i in ids]
+    passes = [flat[k : k + n] for k in range(0, len(flat), n)]
+    assert len(passes) == 3 and all(sorted(p) == list(range(n)) for p in passes)
+    expected = []
+    for epoch in (7, 8, 9):  # the sampler's own order for each epoch, in turn
+        sampler.set_epoch(epoch)
+        expected.append(list(sampler))
+    sampler.set_epoch(7)
+    assert passes == expected and passes[0] != passes[1]
+    range_test(model, opt, loader, step_fn=step, steps=3 * n // batch, end_lr=1.0, extend=1)
+    assert sampler.epoch == 7
+
+
 def test_repeats_see_different_orders_and_the_same_ones_each_time() -> None:
     model, opt = _setup()
     loader = _loader()

@@ -29,6 +29,7 @@ from lrkit.engine.state import (
     TrainingSnapshot,
     checkpoint_path,
     data_generators,
+    epoch_samplers,
     load_checkpoint,
     save_atomic,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "compute_loss",
     "data_generators",
     "distributed",
+    "epoch_samplers",
     "load_checkpoint",
     "model_device",
     "move_to_device",

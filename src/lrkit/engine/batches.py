@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lrkit.engine.state import epoch_samplers
+
 __all__ = [
     "BatchStream",
     "LossFn",
@@ -174,7 +176,9 @@ class BatchStream:
     ``reorder`` gives a different batch order: a shuffling ``DataLoader`` is simply re-iterated
     (it draws a new order itself), a sequence of batches is visited in a permuted order, and any
     other iterable goes through a shuffle buffer of 32 batches. The permutations use a private
-    generator seeded with ``seed``; the global RNGs are not touched by the reordering.
+    generator seeded with ``seed``; the global RNGs are not touched by the reordering. Each new
+    pass over a loader whose sampler is seeded by epoch (``DistributedSampler``) moves it to the
+    next epoch, so the pass draws a new order (:class:`RngState` restores the epoch).
     """
 
     def __init__(
@@ -213,6 +217,8 @@ class BatchStream:
                     "(it is an iterator); pass a list or a DataLoader so it can be cycled, or "
                     "lower steps"
                 ) from None
+            for sampler in epoch_samplers(self._data):  # a DistributedSampler's next order
+                sampler.set_epoch(sampler.epoch + 1)
             self._it = self._new_pass()
             try:
                 batch = next(self._it)

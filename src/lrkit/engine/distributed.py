@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lrkit.engine.state import epoch_samplers
+
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
@@ -261,23 +263,11 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
 # -- data -----------------------------------------------------------------------------------
 
 
-def _samplers(loader: object) -> list[object]:
-    """The samplers of a DataLoader: its sampler and batch sampler and their inner samplers."""
-    out: list[object] = []
-    for name in ("sampler", "batch_sampler"):
-        s = getattr(loader, name, None)
-        out += [s, getattr(s, "sampler", None)]
-    return [s for s in out if s is not None]
-
-
 def set_epoch(loader: object, epoch: int) -> None:
-    """Call ``set_epoch(epoch)`` on every ``DistributedSampler`` of ``loader`` (its order for
-    that epoch)."""
-    from torch.utils.data.distributed import DistributedSampler
-
-    for s in _samplers(loader):
-        if isinstance(s, DistributedSampler):
-            s.set_epoch(epoch)
+    """Call ``set_epoch(epoch)`` on every epoch-seeded sampler (``DistributedSampler``) of
+    ``loader`` (its order for that epoch)."""
+    for s in epoch_samplers(loader):
+        s.set_epoch(epoch)
 
 
 def _rebuild(loader: DataLoader[Any], index_sampler: Any) -> DataLoader[Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "TrainingSnapshot",
     "checkpoint_path",
     "data_generators",
+    "epoch_samplers",
     "load_checkpoint",
     "save_atomic",
 ]
@@ -51,21 +52,40 @@ SnapshotMode = Literal["cpu", "disk"]
 # -- random number generators -------------------------------------------------------------------
 
 
-def data_generators(*sources: object) -> list[torch.Generator]:
-    """The ``torch.Generator`` objects that data sources draw their order from: a DataLoader's
-    own ``generator`` and those of its sampler, its batch sampler and their inner samplers (a
-    ``DataLoader(shuffle=True, generator=g)`` shuffles with ``g``, not with the global RNG)."""
+def _data_owners(*sources: object) -> list[object]:
+    """Data sources with their samplers, batch samplers and inner samplers."""
     owners: list[object] = []
     for source in sources:
         owners.append(source)
         for name in ("sampler", "batch_sampler"):
             sampler = getattr(source, name, None)
             owners += [sampler, getattr(sampler, "sampler", None)]
+    return [o for o in owners if o is not None]
+
+
+def data_generators(*sources: object) -> list[torch.Generator]:
+    """The ``torch.Generator`` objects that data sources draw their order from: a DataLoader's
+    own ``generator`` and those of its sampler, its batch sampler and their inner samplers (a
+    ``DataLoader(shuffle=True, generator=g)`` shuffles with ``g``, not with the global RNG)."""
     out: list[torch.Generator] = []
-    for owner in owners:
+    for owner in _data_owners(*sources):
         g = getattr(owner, "generator", None)
         if isinstance(g, torch.Generator) and all(g is not h for h in out):
             out.append(g)
+    return out
+
+
+def epoch_samplers(*sources: object) -> list[Any]:
+    """The samplers of data sources that draw their order from an epoch number set with
+    ``set_epoch`` (``DistributedSampler``): a new pass over the data needs a new epoch."""
+    out: list[Any] = []
+    for owner in _data_owners(*sources):
+        if (
+            callable(getattr(owner, "set_epoch", None))
+            and isinstance(getattr(owner, "epoch", None), int)
+            and all(owner is not s for s in out)
+        ):
+            out.append(owner)
     return out
 
 
@@ -74,13 +94,15 @@ class RngState:
     """The global random number generators: Python ``random``, NumPy's legacy global state, torch
     CPU, and torch CUDA (every device) when CUDA has been initialized; and, when data sources
     are given to :meth:`capture`, their private ``torch.Generator`` objects
-    (:func:`data_generators`)."""
+    (:func:`data_generators`) and the epochs of their epoch-seeded samplers
+    (:func:`epoch_samplers`)."""
 
     python: Any
     numpy: Any
     torch_cpu: torch.Tensor
     torch_cuda: list[torch.Tensor] | None
     data: list[tuple[torch.Generator, torch.Tensor]] = field(default_factory=list)
+    epochs: list[tuple[Any, int]] = field(default_factory=list)
 
     @classmethod
     def capture(cls, *data: object) -> RngState:
@@ -95,6 +117,7 @@ class RngState:
             torch_cpu=torch.get_rng_state(),
             torch_cuda=cuda,
             data=[(g, g.get_state()) for g in data_generators(*data)],
+            epochs=[(s, int(s.epoch)) for s in epoch_samplers(*data)],
         )
 
     def restore(self) -> None:
@@ -106,6 +129,8 @@ class RngState:
             torch.cuda.set_rng_state_all(self.torch_cuda)
         for generator, state in self.data:
             generator.set_state(state)
+        for sampler, epoch in self.epochs:
+            sampler.set_epoch(epoch)
 
     def to_dict(self) -> dict[str, Any]:
         """The global generators in plain lists and tensors only, so a checkpoint loads with
