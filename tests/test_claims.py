@@ -14,6 +14,7 @@ from types import ModuleType
 
 import pytest
 
+from histories import curve_history
 from lrkit.experiments import TrialRecord
 from lrkit.experiments.recipes import RecipeRun
 from lrkit.experiments.summary import Arm
@@ -30,20 +31,7 @@ def claims() -> ModuleType:
 
 
 def _history(seed: int, metric: list[float], seconds: float = 1.0) -> History:
-    steps = [10 * (i + 1) for i in range(len(metric))]
-    return History(
-        task="t",
-        metric_name="accuracy",
-        seed=seed,
-        total_steps=steps[-1],
-        lr=[0.1] * steps[-1],
-        loss=[1.0] * steps[-1],
-        eval_step=steps,
-        val_loss=[1.0 - m for m in metric],
-        metric=metric,
-        final_metric=metric[-1],
-        seconds=seconds,
-    )
+    return curve_history(seed, metric, seconds=seconds)
 
 
 def _arm(label: str, curves: list[list[float]], seconds: float = 1.0, lr: float = 0.1) -> Arm:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from histories import curve_history
 from lrkit import schedules as S
 from lrkit.experiments import (
     RECIPES,
@@ -591,19 +592,7 @@ def test_demo_report_opens_with_the_headline_figure(
 
 
 def _demo_curve(seed: int, metric: list[float]) -> dict[str, Any]:
-    steps = [10 * (i + 1) for i in range(len(metric))]
-    return History(
-        task="mnist1d-cnn-paper",
-        metric_name="accuracy",
-        seed=seed,
-        total_steps=steps[-1],
-        lr=[0.1] * steps[-1],
-        loss=[1.0] * steps[-1],
-        eval_step=steps,
-        val_loss=[1.0 - m for m in metric],
-        metric=metric,
-        final_metric=metric[-1],
-    ).to_dict()
+    return curve_history(seed, metric, task="mnist1d-cnn-paper").to_dict()
 
 
 def test_demo_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(

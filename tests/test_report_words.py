@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from histories import curve_history
 from lrkit.experiments import RunDir, TrialRecord, write_report
 from lrkit.experiments.report import read_findings, summary_rows, write_findings
 from lrkit.experiments.summary import (
@@ -18,27 +19,10 @@ from lrkit.experiments.summary import (
     speedup_findings,
     steps_ratio,
 )
-from lrkit.train.history import History
 
 
 def _history(seed: int, metric: list[float], target: float = 0.9) -> dict[str, object]:
-    steps = [10 * (i + 1) for i in range(len(metric))]
-    reached = next((s for s, m in zip(steps, metric, strict=True) if m >= target), None)
-    return History(
-        task="t",
-        metric_name="accuracy",
-        seed=seed,
-        total_steps=steps[-1],
-        lr=[0.1] * steps[-1],
-        loss=[1.0 / (1 + i) for i in range(steps[-1])],
-        eval_step=steps,
-        val_loss=[1.0 - m for m in metric],
-        metric=metric,
-        final_metric=metric[-1],
-        target=target,
-        steps_to_target=reached,
-        seconds=1.0,
-    ).to_dict()
+    return curve_history(seed, metric, target=target).to_dict()
 
 
 def _run(folder: Path, arms: dict[str, list[list[float]]]) -> RunDir:
