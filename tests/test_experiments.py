@@ -297,6 +297,19 @@ def _context(tmp_path: Path, peak: float = 0.2) -> Context:
     return Context(t, 2, 5 * t.steps_per_epoch(), tmp_path, peak, t.steps_per_epoch(), t.name)
 
 
+def test_a_run_too_short_for_tune_lr_takes_the_range_test_peak_and_says_so(
+    tmp_path: Path,
+) -> None:
+    from lrkit.finder.search import min_total_steps
+
+    t = get_task("digits-cnn")
+    ctx = Context(t, 1, 60, tmp_path, None, t.steps_per_epoch(), t.name)
+    short = min_total_steps(0.5) - 1
+    assert ctx.tuned("sgd", short) == ctx.bounds("sgd", "one_cycle")
+    assert any(f"{short} steps is too short for tune_lr" in n for n in ctx.notes)
+    assert not (tmp_path / "tune").exists()  # no search was run
+
+
 def test_every_recipe_is_documented_and_builds_two_seeds_per_arm(tmp_path: Path) -> None:
     assert set(RECIPES) == {
         "clr-vs-fixed",

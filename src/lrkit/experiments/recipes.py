@@ -17,6 +17,7 @@ from .._files import check_writable_dir
 from .._ray import Backend, Resources, ResourcesLike, check_backend, ray_session, worker_spec
 from ..finder import RangeTestResult
 from ..finder.range_test import ProgressFn as SearchProgressFn
+from ..finder.search import min_total_steps
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
 from ..finder.task import find_lr, tune_task
 from ..schedules import Hyper, Schedule, check_values
@@ -50,6 +51,10 @@ __all__ = [
     "run_recipe",
     "steps_to",
 ]
+
+
+TUNE_BUDGET = 0.5
+"""The budget of the recipes' :func:`lrkit.tune_lr` searches, a fraction of the run tuned for."""
 
 
 @dataclass
@@ -124,14 +129,26 @@ class Context:
         n = self.steps if steps is None else steps
         if self.peak is not None:
             return self.peak / ONE_CYCLE_DIVISOR, self.peak
+        if n < min_total_steps(TUNE_BUDGET):
+            self.notes.append(
+                f"a one-cycle run of {n} steps is too short for tune_lr (at least "
+                f"{min_total_steps(TUNE_BUDGET)} at a budget of {TUNE_BUDGET:g}): the peak is "
+                "the range test's suggestion"
+            )
+            return self.bounds(optimizer, "one_cycle")
         cache = self.folder / "tune" / f"{optimizer}-{n}steps.json"
         if self.resources is None:
             result = tune_task(
-                self.task, optimizer, total_steps=n, cache=cache, progress=self.tune_progress
+                self.task,
+                optimizer,
+                budget=TUNE_BUDGET,
+                total_steps=n,
+                cache=cache,
+                progress=self.tune_progress,
             )
         else:  # the probes on the cluster this recipe is connected to
             result = tune_task(
-                self.spec or self.task, optimizer, total_steps=n, cache=cache,
+                self.spec or self.task, optimizer, budget=TUNE_BUDGET, total_steps=n, cache=cache,
                 backend="ray", resources=self.resources, progress=self.tune_progress,
             )  # fmt: skip
         self.notes.append(

@@ -72,6 +72,7 @@ __all__ = [
     "ProbeRunner",
     "ScheduleFn",
     "TuneResult",
+    "min_total_steps",
     "tune_lr",
 ]
 
@@ -315,6 +316,12 @@ def _check_schedule(schedule: ScheduleFn) -> None:
             f"schedule(peak, steps) must return an lrkit Schedule or Hyper, got "
             f"{type(made).__name__}"
         )
+
+
+def min_total_steps(budget: float) -> int:
+    """The shortest run :func:`tune_lr` can search for with ``budget``: room for two probes and
+    for the range test and a probe within the budget. Shorter runs need the range test alone."""
+    return max(2 * _MIN_PROBE, math.ceil(2 * _MIN_RANGE_TEST / budget))
 
 
 def _check_numbers(total_steps: int, budget: float, range_test_steps: int) -> None:
