@@ -522,7 +522,7 @@ def tta_done(task: str, seeds: int) -> dict[str, TrialRecord] | None:
     keys = [
         tta.base_key(task, opt, lr, s)
         for opt in tta.BASE_OPTIMIZERS
-        for lr in tta.lr_grid(t, opt)
+        for lr in tta.base_grid(task, opt, seeds, done)
         for s in range(seeds)
     ]
     keys += [

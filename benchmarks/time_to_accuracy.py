@@ -11,7 +11,9 @@ Method, per task (batch size and default length: the task's; no weight decay):
 - Baseline: constant LRs for SGD with momentum 0.9 *and* for Adam, each on a grid of 7 a third
   of a decade apart around the optimizer's usual LR (0.01 ... 1 around 0.1 for SGD, 1e-4 ... 1e-2
   around 1e-3 for Adam), 3 seeds each, trained for the longest baseline budget, 4x the task's
-  default epochs. A constant-LR run does not depend on its planned length (the data order is
+  default epochs. A grid whose best LR at some budget sits at an end grows by a point past it
+  (at most two per end), so the baseline is not cut off by its grid.
+  A constant-LR run does not depend on its planned length (the data order is
   seeded per epoch), so the run for B_base in {1, 2, 4} x the default epochs is exactly the first
   B_base steps of that run; each budget is read off it.
 - For each B_base: the best (optimizer, LR) pair is the one with the highest mean accuracy at
@@ -75,6 +77,7 @@ CACHE = ROOT / "runs" / "bench-tta"
 TASKS = ("mnist1d-cnn-paper", "mnist1d-cnn", "digits-cnn")
 BASE_OPTIMIZERS = ("sgd", "adam")  # the constant-LR baselines' optimizers
 GRID = tuple(range(-3, 4))  # constant LRs: the optimizer's usual LR × 10^(k/3)
+EXTEND = 2  # points a baseline grid may grow past each end while its best LR sits at that end
 BASE_MULTS = (1, 2, 4)  # baseline budgets, × the task's default epochs
 OC_FRACS = (0.25, 0.5, 1.0)  # one-cycle budgets, × the task's default epochs
 TUNE_BUDGET = 0.5  # tune_lr's budget, a fraction of the one-cycle run it tunes for
@@ -122,9 +125,49 @@ def eval_every(task: Task) -> int:
     return min(divisors, key=lambda d: (abs(d - quarter), d))
 
 
+def lr_at(task: Task, optimizer: str, k: int) -> float:
+    """The optimizer's usual LR times 10^(k/3)."""
+    return float(task.lr_for(optimizer) * 10 ** (k / 3))
+
+
 def lr_grid(task: Task, optimizer: str) -> list[float]:
     """Constant LRs a third of a decade apart around the optimizer's usual LR."""
-    return [float(task.lr_for(optimizer) * 10 ** (k / 3)) for k in GRID]
+    return [lr_at(task, optimizer, k) for k in GRID]
+
+
+def base_grid(
+    task_name: str, optimizer: str, seeds: int, done: dict[str, TrialRecord]
+) -> list[float]:
+    """The constant LRs of ``optimizer``'s baseline: :func:`lr_grid`, grown by one point past an
+    end (at most ``EXTEND`` per end) while the best LR at some baseline budget sits at that end,
+    so that the baseline's best is not cut off by the grid. Points not yet run end the growth
+    (they are the next trials to run)."""
+    task = get_task(task_name)
+    ks = list(GRID)
+    while True:
+        records = {
+            k: [done.get(base_key(task_name, optimizer, lr_at(task, optimizer, k), s))
+                for s in range(seeds)]
+            for k in ks
+        }  # fmt: skip
+        if any(r is None for rs in records.values() for r in rs):
+            break
+        runs = {k: [history(r) for r in rs if r is not None] for k, rs in records.items()}
+        grown = False
+        for mult in BASE_MULTS:
+            budget = mult * default_steps(task)
+            best = max(ks, key=lambda k: float(np.mean([metric_at(h, budget) for h in runs[k]])))
+            if best == ks[-1] and ks[-1] < GRID[-1] + EXTEND:
+                ks.append(ks[-1] + 1)
+                grown = True
+                break
+            if best == ks[0] and ks[0] > GRID[0] - EXTEND:
+                ks.insert(0, ks[0] - 1)
+                grown = True
+                break
+        if not grown:
+            break
+    return [lr_at(task, optimizer, k) for k in ks]
 
 
 def oc_budgets(task: Task) -> list[int]:
@@ -171,16 +214,17 @@ def grid_key(task_name: str, peak: float, steps: int, seed: int) -> str:
     return f"{task_name}/one-cycle-grid/peak={peak:.6g}/steps={steps}/seed={seed}"
 
 
-def trials(task_name: str, seeds: int) -> list[Trial]:
-    """The constant-LR grids (trained for the longest baseline budget), the one-cycle runs at
-    the tuned peaks (cyclical and constant momentum) and the grid of one-cycle peaks."""
+def trials(task_name: str, seeds: int, done: dict[str, TrialRecord]) -> list[Trial]:
+    """The constant-LR grids (trained for the longest baseline budget; grown past an end where
+    ``done`` shows the best there), the one-cycle runs at the tuned peaks (cyclical and constant
+    momentum) and the grid of one-cycle peaks."""
     task = get_task(task_name)
     common: dict[str, Any] = {"task": task_name, "eval_every": eval_every(task)}
     common["weight_decay"] = 0.0
     out = []
     long_steps = max(BASE_MULTS) * default_steps(task)
     for opt in BASE_OPTIMIZERS:
-        for lr in lr_grid(task, opt):
+        for lr in base_grid(task_name, opt, seeds, done):
             for s in range(seeds):
                 cfg = {**common, "arm": f"{task_name} {opt} constant lr={lr:.6g}", "seed": s}
                 cfg.update(optimizer=opt, lr=encode_lr(lr), steps=long_steps)
@@ -242,7 +286,7 @@ def baselines(task_name: str, seeds: int, done: dict[str, TrialRecord]) -> list[
     runs = {
         (opt, lr): [history(done[base_key(task_name, opt, lr, s)]) for s in range(seeds)]
         for opt in BASE_OPTIMIZERS
-        for lr in lr_grid(task, opt)
+        for lr in base_grid(task_name, opt, seeds, done)
     }
     out = []
     for mult in BASE_MULTS:
@@ -251,7 +295,7 @@ def baselines(task_name: str, seeds: int, done: dict[str, TrialRecord]) -> list[
         opt, lr = max(runs, key=lambda k: means[k])
         target = means[(opt, lr)]
         steps = float(np.mean([first_reach(h, target, budget) or budget for h in runs[opt, lr]]))
-        grid = lr_grid(task, opt)
+        grid = base_grid(task_name, opt, seeds, done)
         out.append(Baseline(budget, f"{opt} {lr:.3g}", target, steps, lr in (grid[0], grid[-1])))
     return out
 
@@ -457,10 +501,13 @@ def main() -> None:
             "tune_budget": TUNE_BUDGET,
         },
     )
-    todo = [tr for t in tasks for tr in trials(t, args.seeds)]
-    tune_s = time.perf_counter() - t0
-    print(f"tuned peaks in {tune_s:.0f} s; {len(todo)} trials", flush=True)
-    done = {r.key: r for r in run_trials(todo, run_trial, rd, workers=args.workers)}
+    done: dict[str, TrialRecord] = {}
+    while True:  # a baseline grid grows where its best LR sits at an end: run, look, repeat
+        todo = [tr for t in tasks for tr in trials(t, args.seeds, done)]
+        if done and all(tr.key in done for tr in todo):
+            break
+        print(f"{len(todo)} trials ({time.perf_counter() - t0:.0f} s so far)", flush=True)
+        done = {r.key: r for r in run_trials(todo, run_trial, rd, workers=args.workers)}
     train_s = sum(r.seconds for r in done.values())
     rows = [row for t in tasks for row in analyse(t, args.seeds, done)]
     const = [row for t in tasks for row in analyse(t, args.seeds, done, "constant")]
@@ -490,7 +537,8 @@ def main() -> None:
         f"accuracy in ≥ {SPEEDUP:g}× fewer optimizer steps (Smith & Topin report about 8× for "
         f"ResNet-56 on CIFAR-10), mean over {args.seeds} seeds, no weight decay. Baseline: the "
         "best of SGD (momentum 0.9) and Adam, each at 7 constant LRs a third of a decade apart "
-        "around its usual LR (0.01–1 and 1e-4–1e-2), by mean accuracy at the end of B_base = "
+        "around its usual LR (0.01–1 and 1e-4–1e-2; a grid whose best sits at an end grows "
+        "by a point past it, at most two per end), by mean accuracy at the end of B_base = "
         "1×, 2×, 4× the task's default epochs (read off one 4× run per LR and seed: a "
         "constant-LR run does not depend on its length); target = that mean; baseline steps = "
         "mean first evaluation reaching it (B_base for a seed that does not). One cycle: SGD, "

@@ -13,11 +13,12 @@ def curve_history(
     task: str = "t",
     target: float | None = None,
     seconds: float = 1.0,
+    every: int = 10,
 ) -> History:
-    """A run evaluated every 10 steps with accuracies ``metric`` (validation loss ``1 - m``),
-    trained at LR 0.1 with a falling loss; ``steps_to_target`` is the first evaluation reaching
-    ``target`` when one is given."""
-    steps = [10 * (i + 1) for i in range(len(metric))]
+    """A run evaluated every ``every`` steps with accuracies ``metric`` (validation loss
+    ``1 - m``), trained at LR 0.1 with a falling loss; ``steps_to_target`` is the first
+    evaluation reaching ``target`` when one is given."""
+    steps = [every * (i + 1) for i in range(len(metric))]
     reached = None
     if target is not None:
         reached = next((s for s, m in zip(steps, metric, strict=True) if m >= target), None)

@@ -18,6 +18,7 @@ from histories import curve_history
 from lrkit.experiments import TrialRecord
 from lrkit.experiments.recipes import RecipeRun
 from lrkit.experiments.summary import Arm
+from lrkit.tasks import get_task
 from lrkit.train.history import History
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -245,6 +246,37 @@ def test_time_to_accuracy_results_are_used_only_when_complete(
     assert claims.tta_done("mnist1d-cnn-paper", 3) is None  # no trials
     (tmp_path / "tta" / "config.json").write_text(json.dumps({"seeds": 1}))
     assert claims.tta_done("mnist1d-cnn-paper", 3) is None  # fewer seeds
+
+
+def test_a_baseline_grid_grows_past_the_end_where_its_best_sits(
+    claims: ModuleType, tmp_path: Path
+) -> None:
+    tta = importlib.import_module("time_to_accuracy")
+    task = "digits-cnn"
+    t = get_task(task)
+    every = tta.default_steps(t)  # evaluations at each baseline budget: 1x, 2x, 3x, 4x
+
+    def add(done: dict[str, TrialRecord], k: int, acc: float) -> None:
+        lr = tta.lr_at(t, "adam", k)
+        for s in range(2):
+            h = curve_history(s, [acc] * 4, task=task, every=every).to_dict()
+            key = tta.base_key(task, "adam", lr, s)
+            done[key] = TrialRecord(key, {}, "ok", {"history": h})
+
+    def ks(done: dict[str, TrialRecord]) -> list[int]:
+        grid = tta.base_grid(task, "adam", 2, done)
+        return [round(3 * math.log10(lr / t.lr_for("adam"))) for lr in grid]
+
+    done: dict[str, TrialRecord] = {}
+    assert ks(done) == list(tta.GRID)  # nothing run yet
+    for k in tta.GRID:
+        add(done, k, 0.5 + 0.01 * k)  # best at the top end
+    assert ks(done) == [*tta.GRID, tta.GRID[-1] + 1]  # the next point to run
+    add(done, tta.GRID[-1] + 1, 0.4)
+    assert ks(done) == [*tta.GRID, tta.GRID[-1] + 1]  # the best is inside now: no more
+    for k in range(tta.GRID[-1] + 1, tta.GRID[-1] + tta.EXTEND + 3):
+        add(done, k, 0.6 + 0.01 * k)  # better and better upwards: growth stops at EXTEND
+    assert ks(done) == list(range(tta.GRID[0], tta.GRID[-1] + tta.EXTEND + 1))
 
 
 # -- end to end ---------------------------------------------------------------------------------
