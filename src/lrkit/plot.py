@@ -33,7 +33,12 @@ def new_figure(width: float = 7.0, height: float = 3.6) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> None:
-    """Write ``fig`` to ``path`` (format from the suffix, Agg canvas), creating the folder."""
+    """Write ``fig`` to ``path`` (format from the suffix, Agg canvas), creating the folder.
+    Under ``torch.distributed`` only rank 0 writes (every rank draws the same figure)."""
+    from .engine import distributed
+
+    if not distributed.is_writer():
+        return
     _require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import schedules as S
 from .._files import check_writable_dir
-from .._ray import Backend, Resources, ResourcesLike, check_backend, ray_session, worker_spec
+from .._ray import Backend, Resources, ResourcesLike, ray_session, worker_spec
 from ..finder import RangeTestResult
 from ..finder.range_test import ProgressFn as SearchProgressFn
 from ..finder.search import min_total_steps
@@ -35,7 +35,7 @@ from .summary import (
     speedup_findings,
     steps_to,
 )
-from .sweep import ProgressFn, Trial, check_workers, run_trials
+from .sweep import ProgressFn, Trial, check_placement, run_trials
 from .transfer import PRETRAINED, optimizer_spread, pretrain, pretrained_task, transfer_pair
 from .trial import decode_lr, encode_lr, run_trial
 
@@ -137,20 +137,12 @@ class Context:
             )
             return self.bounds(optimizer, "one_cycle")
         cache = self.folder / "tune" / f"{optimizer}-{n}steps.json"
-        if self.resources is None:
-            result = tune_task(
-                self.task,
-                optimizer,
-                budget=TUNE_BUDGET,
-                total_steps=n,
-                cache=cache,
-                progress=self.tune_progress,
-            )
-        else:  # the probes on the cluster this recipe is connected to
-            result = tune_task(
-                self.spec or self.task, optimizer, budget=TUNE_BUDGET, total_steps=n, cache=cache,
-                backend="ray", resources=self.resources, progress=self.tune_progress,
-            )  # fmt: skip
+        on_ray = self.resources is not None  # the probes on the cluster this recipe is connected to
+        result = tune_task(
+            (self.spec or self.task) if on_ray else self.task, optimizer, budget=TUNE_BUDGET,
+            total_steps=n, cache=cache, progress=self.tune_progress,
+            backend="ray" if on_ray else "local", resources=self.resources,
+        )  # fmt: skip
         self.notes.append(
             f"tune_lr ({optimizer}, {n} steps, {result.spent:.2f} of a run): peak "
             f"{result.peak:.3g} (range test suggestion {result.range_test.suggestion or 0:.3g})"
@@ -652,13 +644,7 @@ def _execute(
         raise ValueError(f"seeds must be a whole number >= 1, got {seeds!r}")
     _check_number("epochs", epochs, optional=True)
     _check_number("peak", peak, optional=True)
-    check_workers(workers)
-    res = check_backend(backend, address, resources)
-    if res is not None and workers is not None:
-        raise ValueError(
-            "workers sets the processes of the local pool; on Ray each trial reserves its "
-            "resources instead (--trial-cpus, --trial-gpus), so leave workers out"
-        )
+    res = check_placement(workers, backend, address, resources)
     t = get_task(task)
     spec = worker_spec(task) if res is not None else task
     spe = t.steps_per_epoch()

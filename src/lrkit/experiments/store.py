@@ -116,10 +116,14 @@ class RunDir:
                 latest[rec.key] = rec
         yield from latest.values()
 
+    def finished(self) -> dict[str, TrialRecord]:
+        """The latest record of each trial that finished ok or diverged, by key."""
+        return {r.key: r for r in self.records() if r.status != "failed"}
+
     def done(self) -> set[str]:
         """Keys of trials that need not run again: finished ok or diverged. A failed trial is
         not done; a sweep over the same trials runs it again."""
-        return {r.key for r in self.records() if r.status != "failed"}
+        return set(self.finished())
 
     def failed(self) -> set[str]:
         """Keys of trials whose latest run failed."""

@@ -31,7 +31,14 @@ from .._ray import (
 )
 from .store import RunDir, TrialRecord, locked
 
-__all__ = ["Resources", "Trial", "check_workers", "default_workers", "run_trials"]
+__all__ = [
+    "Resources",
+    "Trial",
+    "check_placement",
+    "check_workers",
+    "default_workers",
+    "run_trials",
+]
 
 log = logging.getLogger(__name__)
 
@@ -201,13 +208,7 @@ def run_trials(
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         raise ValueError("trial keys must be unique within a sweep")
-    check_workers(workers)
-    res = check_backend(backend, address, resources)
-    if res is not None and workers is not None:
-        raise ValueError(
-            "workers sets the processes of the local pool; on Ray each trial reserves its "
-            "resources instead (resources=..., --trial-cpus), so leave workers out"
-        )
+    res = check_placement(workers, backend, address, resources)
     session = ray_session(address, res) if res is not None else nullcontext()
     with session, locked(run_dir.path):
         return _run_trials(trials, fn, run_dir, workers, progress, res)
@@ -218,6 +219,22 @@ def _same(stored: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
     stored as)."""
     as_json = functools.partial(json.dumps, sort_keys=True, default=str)
     return bool(as_json(dict(stored)) == as_json(dict(config)))
+
+
+def check_placement(
+    workers: int | None, backend: str, address: str | None, resources: ResourcesLike | None
+) -> Resources | None:
+    """Check where trials run, before anything runs: ``workers`` for the local pool
+    (:func:`check_workers`), or the Ray backend's arguments (:func:`lrkit._ray.check_backend`),
+    not both. Returns the resources of one Ray task, or ``None`` for the local pool."""
+    check_workers(workers)
+    res = check_backend(backend, address, resources)
+    if res is not None and workers is not None:
+        raise ValueError(
+            "workers sets the processes of the local pool; on Ray each trial reserves its "
+            "resources instead (resources=..., --trial-cpus, --trial-gpus), so leave workers out"
+        )
+    return res
 
 
 def check_workers(workers: int | None) -> None:
@@ -240,7 +257,7 @@ def _run_trials(
     resources: Resources | None = None,
 ) -> list[TrialRecord]:
     keys = [t.key for t in trials]
-    done = {r.key: r for r in run_dir.records() if r.status != "failed"}
+    done = run_dir.finished()
     stale = [t.key for t in trials if t.key in done and not _same(done[t.key].config, t.config)]
     if stale:
         log.warning(

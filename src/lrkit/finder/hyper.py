@@ -73,7 +73,6 @@ class HyperTestResult:
         minima are :attr:`lowest`) on one log-LR plot, the recommended one drawn bold.
         ``target`` is an ``Axes``, a file path (Agg backend) or ``None`` (new pyplot
         figure)."""
-        from lrkit.engine import distributed
         from lrkit.plot import new_axes, save_axes
 
         ax, path = new_axes(target)
@@ -101,7 +100,7 @@ class HyperTestResult:
         ax.set_ylabel("loss (zero-lag smooth)")
         ax.set_title(f"{self.name} test")
         ax.legend(loc="best", fontsize="small")
-        if path is not None and distributed.is_writer():
+        if path is not None:
             save_axes(ax, path)
         return ax
 

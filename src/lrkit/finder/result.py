@@ -249,7 +249,7 @@ class RangeTestResult:
             twin.set_ylabel("validation metric")
         ax.set_title(f"LR range test ({self.stop_reason})")
         ax.legend(loc="best", fontsize="small")
-        if path is not None and distributed.is_writer():
+        if path is not None:
             save_axes(ax, path)
         return ax
 

@@ -274,7 +274,7 @@ class TuneResult:
         ax.legend(loc="upper left", fontsize=8)
         other.legend(loc="upper right", fontsize=8)
         ax.set_title(f"tune_lr: peak {self.peak:.3g} for {self.total_steps} steps")
-        if path is not None and distributed.is_writer():
+        if path is not None:
             save_axes(ax, path)
         return ax
 

@@ -291,7 +291,7 @@ class _Trainer:
         ckpt = load_checkpoint(path)
         saved = ckpt["fingerprint"]
         if saved != run.fingerprint:
-            keys = [*run.fingerprint, *({"world_size"} - set(run.fingerprint))]
+            keys = [*run.fingerprint, *(k for k in saved if k not in run.fingerprint)]
             diff = {
                 k: (saved.get(k), run.fingerprint.get(k))
                 for k in keys
