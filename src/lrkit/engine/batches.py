@@ -31,6 +31,7 @@ __all__ = [
     "batch_size",
     "checked",
     "compute_loss",
+    "map_tensors",
     "move_to_device",
     "peek",
     "validate_batch",
@@ -42,21 +43,29 @@ LossFn = Callable[[Any, Any], torch.Tensor]
 _SHUFFLE_BUFFER = 32
 
 
-def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Return ``batch`` with every tensor in it (recursively through tuples, lists, named tuples
-    and mappings) moved to ``device``; other objects are returned unchanged."""
+def map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``batch`` with ``fn`` applied to every tensor in it, recursively through tuples, lists,
+    named tuples and mappings (the structure kept); other objects are returned unchanged."""
     if isinstance(batch, torch.Tensor):
-        return batch if batch.device == device else batch.to(device, non_blocking=True)
+        return fn(batch)
     if isinstance(batch, tuple):
-        items = [move_to_device(b, device) for b in batch]
+        items = [map_tensors(b, fn) for b in batch]
         if hasattr(batch, "_fields"):
             return type(batch)(*items)
         return tuple(items)
     if isinstance(batch, list):
-        return [move_to_device(b, device) for b in batch]
+        return [map_tensors(b, fn) for b in batch]
     if isinstance(batch, Mapping):
-        return {k: move_to_device(v, device) for k, v in batch.items()}
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
     return batch
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Return ``batch`` with every tensor in it (recursively through tuples, lists, named tuples
+    and mappings) moved to ``device``; other objects are returned unchanged."""
+    return map_tensors(
+        batch, lambda t: t if t.device == device else t.to(device, non_blocking=True)
+    )
 
 
 def batch_size(batch: Any) -> int:

@@ -51,6 +51,7 @@ from lrkit.engine import (
     TrainingSnapshot,
     batch_size,
     compute_loss,
+    map_tensors,
     model_device,
     move_to_device,
     validate_batch,
@@ -268,19 +269,13 @@ def _repeat(batch: Any, n: int, size: int) -> Any:
     """``batch`` with every tensor whose first dimension is ``n`` repeated along it to ``size``
     rows (rows ``0, 1, ..., n-1, 0, 1, ...``); other objects unchanged. Same structure as
     :func:`lrkit.engine.move_to_device`."""
-    if isinstance(batch, torch.Tensor):
-        if batch.dim() == 0 or batch.shape[0] != n:
-            return batch
-        index = torch.arange(size, device=batch.device) % n
-        return batch.index_select(0, index)
-    if isinstance(batch, tuple):
-        items = [_repeat(b, n, size) for b in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else tuple(items)
-    if isinstance(batch, list):
-        return [_repeat(b, n, size) for b in batch]
-    if isinstance(batch, Mapping):
-        return {k: _repeat(v, n, size) for k, v in batch.items()}
-    return batch
+
+    def repeat(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 0 or t.shape[0] != n:
+            return t
+        return t.index_select(0, torch.arange(size, device=t.device) % n)
+
+    return map_tensors(batch, repeat)
 
 
 # -- measuring ----------------------------------------------------------------------------------
