@@ -414,16 +414,31 @@ def init_from_env() -> bool:
     return True
 
 
+CLOSE_TIMEOUT_S = 60.0
+"""How long :func:`close` waits for the other ranks before it destroys the group anyway."""
+
+
 def close() -> None:
     """Destroy the default process group, if there is one.
 
-    Unreachable objects that still hold the group (the ``DistributedDataParallel`` wrappers of
-    finished runs) are collected first, so that the group really ends here and not while the
-    interpreter shuts down, where its gloo threads can abort the process."""
+    The ranks first wait for each other (with gloo at most :data:`CLOSE_TIMEOUT_S`, with NCCL
+    the group's timeout; a rank that does not come is logged), so that no rank tears its
+    connections down while another still has work in flight on them. Unreachable objects that
+    still hold the group (the ``DistributedDataParallel`` wrappers of finished runs) are then
+    collected, so that the group really ends here and not while the interpreter shuts down,
+    where its gloo threads can abort the process."""
     if _initialized():
+        import datetime
         import gc
 
         import torch.distributed as dist
 
+        try:
+            if dist.get_backend() == dist.Backend.GLOO:
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=CLOSE_TIMEOUT_S))
+            else:  # NCCL with it: its own timeout applies
+                dist.barrier()
+        except RuntimeError as err:  # a rank that failed or left; nothing is left to wait for
+            logger.warning("closing the process group without every rank: %s", err)
         gc.collect()
         dist.destroy_process_group()
