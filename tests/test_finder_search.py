@@ -31,9 +31,12 @@ class _FakeProber:
     """Scores from a known objective: the best peak of a run of ``steps`` updates is
     ``best_at(steps)``, and the score falls with the squared log2-distance from it."""
 
-    def __init__(self, best_at: Any, *, diverge_above: float = math.inf) -> None:
+    def __init__(
+        self, best_at: Any, *, diverge_above: float = math.inf, learns_above: float = 0.0
+    ) -> None:
         self.best_at = best_at
         self.diverge_above = diverge_above
+        self.learns_above = learns_above
         self.maximize = True
         self.metric_fn = None
         self.schedule = None
@@ -47,8 +50,16 @@ class _FakeProber:
         self.spent += steps
         if peak > self.diverge_above:
             return Probe(peak, steps, math.nan, True, round_)
+        if peak <= self.learns_above:  # too small to learn in a probe: noise around the start
+            score = -100.0 + 0.01 * math.sin(1e3 * peak)
+            return Probe(peak, steps, score, False, round_, self.start_loss_value)
         score = 1.0 - (math.log2(peak) - math.log2(self.best_at(steps))) ** 2
-        return Probe(peak, steps, score, False, round_)
+        return Probe(peak, steps, score, False, round_, self.start_loss_value - 1 - score / 100)
+
+    start_loss_value = 2.0
+
+    def start_loss(self) -> float:
+        return self.start_loss_value
 
     def run_round(self, peaks: list[float], steps: int, round_: int) -> list[Probe]:
         return [self.run(p, steps, round_) for p in peaks]
@@ -58,13 +69,19 @@ class _FakeProber:
 
 
 def _choose(
-    monkeypatch: pytest.MonkeyPatch, prober: _FakeProber, anchor: float, total: int = 1000
+    monkeypatch: pytest.MonkeyPatch,
+    prober: _FakeProber,
+    anchor: float,
+    total: int = 1000,
+    plan: search._ProbePlan | None = None,
 ) -> TuneResult:
-    """The search's choice from ``prober``'s scores, anchored at ``anchor`` with no ceiling."""
+    """The search's choice from ``prober``'s scores, anchored at ``anchor`` with no ceiling
+    (default plan: two rounds)."""
     monkeypatch.setattr(
         search, "_anchor", lambda result, own, usual: (anchor, None, "a test anchor")
     )
-    plan = search._ProbePlan(rounds=2, candidates=4, steps=40)
+    if plan is None:
+        plan = search._ProbePlan(rounds=2, candidates=4, steps=40)
     found: Any = None  # the range-test result is only passed through
     return search._probe_and_choose(found, plan, prober, total, 0.5, 500, None)  # type: ignore[arg-type]
 
@@ -99,6 +116,62 @@ def test_diverged_probes_cap_the_choice(monkeypatch: pytest.MonkeyPatch) -> None
     out = _choose(monkeypatch, prober, anchor=0.1)
     diverged = [p.peak for p in out.probes if p.diverged]
     assert diverged and out.peak <= min(diverged) / 2
+
+
+_ONE_ROUND = search._ProbePlan(rounds=1, candidates=3, steps=125)
+_WALK = search._ProbePlan(rounds=1, candidates=4, steps=100, walk=True)
+
+
+def test_with_one_round_the_prior_drift_extrapolates_from_the_best_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    total = 1000
+    prober = _FakeProber(lambda steps: 0.1)  # the round's middle is best
+    shift = 2 ** (search.PRIOR_DRIFT * 3)  # the round is centred on the anchor moved up
+    out = _choose(monkeypatch, prober, anchor=0.1 / shift, total=total, plan=_ONE_ROUND)
+    assert [s for _, s in prober.runs] == [125] * 3
+    assert out.peak == pytest.approx(0.1 * 2 ** (-search.PRIOR_DRIFT * 3), rel=1e-6)
+
+
+@pytest.mark.parametrize("learns_above", [2e-3, 2e-2])
+def test_without_a_bracket_a_walk_climbs_until_a_probe_learns_then_brackets_it(
+    monkeypatch: pytest.MonkeyPatch, learns_above: float
+) -> None:
+    # the usual LR (1e-3) learns nothing in a probe; the best short run is at 0.3
+    prober = _FakeProber(lambda steps: 0.3, learns_above=learns_above)
+    out = _choose(monkeypatch, prober, anchor=1e-3, plan=_WALK)
+    peaks = [p for p, _ in prober.runs]
+    first = next(i for i, p in enumerate(peaks) if p > learns_above)
+    assert peaks[: first + 1] == pytest.approx([peaks[0] * 4**i for i in range(first + 1)])
+    # the slots left go half a step above the first that learned, then below it
+    rest = [peaks[first] * 2, peaks[first] / 2][: 4 - first - 1]
+    assert peaks[first + 1 :] == pytest.approx(rest)
+    assert "walk of probes" in out.reason
+    n = math.log2(1000 / 100)
+    assert out.peak == pytest.approx(
+        search._vertex(out.probes, prober) * 2 ** (-search.PRIOR_DRIFT * n)  # type: ignore[arg-type]
+    )
+
+
+def test_a_walk_where_nothing_learns_takes_the_largest_that_did_not_diverge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prober = _FakeProber(lambda steps: 1.0, learns_above=10.0, diverge_above=0.05)
+    out = _choose(monkeypatch, prober, anchor=1e-3, plan=_WALK)
+    stable = max(p.peak for p in out.probes if not p.diverged)
+    assert any(p.diverged for p in out.probes)
+    n = math.log2(1000 / 100)
+    assert out.peak == pytest.approx(stable * 2 ** (-search.PRIOR_DRIFT * n))
+    assert "none of which learned" in out.reason
+
+
+def test_a_walk_that_starts_too_high_walks_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    prober = _FakeProber(lambda steps: 0.002, diverge_above=0.01)
+    out = _choose(monkeypatch, prober, anchor=0.1, plan=_WALK)
+    peaks = [p for p, _ in prober.runs]
+    assert peaks[1] == pytest.approx(peaks[0] / 4)  # down after a divergence
+    assert all(p.peak < 0.01 for p in out.probes if not p.diverged)
+    assert out.peak < min(p.peak for p in out.probes if p.diverged) / 2
 
 
 # -- the real thing on a small model -------------------------------------------------------------
@@ -138,29 +211,43 @@ def _split(n: int = 768, batch: int = 32) -> tuple[list[Any], list[Any]]:
     return batches[:cut], batches[cut:]
 
 
-def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
-    data, val = _split()
+def _tuned(data: list[Any], val: list[Any], total: int, **kwargs: Any) -> TuneResult:
+    """``tune_lr`` twice on one model, scored on accuracy: checks that everything is restored
+    and that the second search repeats the first exactly; returns the first."""
     model, opt = _setup()
     before = capture(model, opt)
-    runs = [
+    a, b = (
         tune_lr(
             model,
             opt,
             data,
             nn.functional.cross_entropy,
             val_data=val,
-            total_steps=400,
-            budget=0.5,
+            total_steps=total,
             metric_fn=_accuracy,
             maximize=True,
-            seed=3,
+            **kwargs,
         )
         for _ in range(2)
-    ]
+    )
     assert_same_state(before, capture(model, opt))
-    a, b = runs
-    assert isinstance(a, TuneResult) and a.peak > 0 and math.isfinite(a.peak)
     assert a.peak == b.peak and a.probes == b.probes
+    return a
+
+
+def _regret(peak: float, total: int, data: list[Any], val: list[Any]) -> float:
+    """Normalised regret of ``peak`` against a grid of one-cycle peaks a third of a decade
+    apart: (best - score) / (best - median)."""
+    grid = [10 ** (k / 3) * 0.1 for k in range(-6, 5)]
+    scores = [_final_accuracy(p, total, data, val) for p in grid]
+    best, median = max(scores), float(np.median(scores))
+    return (best - _final_accuracy(peak, total, data, val)) / (best - median)
+
+
+def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
+    data, val = _split()
+    a = _tuned(data, val, 400, budget=0.5, seed=3)
+    assert isinstance(a, TuneResult) and a.peak > 0 and math.isfinite(a.peak)
     assert 0 < a.spent <= 0.5
     assert a.probes and {p.round for p in a.probes} <= {0, 1}
     assert a.score_name == "metric" and a.holdout is None
@@ -169,23 +256,18 @@ def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
 
 def test_its_peak_trains_close_to_the_best_of_a_grid() -> None:
     data, val = _split()
-    total = 300
-    model, opt = _setup()
-    found = tune_lr(
-        model,
-        opt,
-        data,
-        nn.functional.cross_entropy,
-        val_data=val,
-        total_steps=total,
-        metric_fn=_accuracy,
-        maximize=True,
-    )
-    grid = [10 ** (k / 3) * 0.1 for k in range(-6, 5)]
-    scores = [_final_accuracy(p, total, data, val) for p in grid]
-    best, median = max(scores), float(np.median(scores))
-    mine = _final_accuracy(found.peak, total, data, val)
-    assert (best - mine) <= 0.5 * (best - median) + 1e-9, (found.peak, mine, best, median)
+    found = _tuned(data, val, 300)
+    assert _regret(found.peak, 300, data, val) <= 0.5, found.peak
+
+
+def test_a_range_test_without_a_basin_hands_over_to_a_walk_that_restores_everything() -> None:
+    data, val = _split()
+    # a sweep of learning rates far too small to show a descent
+    found = _tuned(data, val, 300, end_lr=1e-4)
+    assert found.range_test.suggestion is None and "walk of probes" in found.reason
+    assert 0 < found.spent <= 0.5
+    assert all(math.isfinite(p.val_loss) for p in found.probes if not p.diverged)
+    assert _regret(found.peak, 300, data, val) <= 0.5, found.peak
 
 
 def test_without_val_data_a_slice_of_a_list_is_held_out() -> None:

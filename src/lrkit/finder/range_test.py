@@ -235,6 +235,7 @@ def range_test(
     snapshot: SnapshotMode = "cpu",
     progress: ProgressFn | None = None,
     extend: int = 3,
+    band: bool = True,
 ) -> RangeTestResult:
     """Run an LR range test and restore the model, optimizer, scaler and RNGs afterwards.
 
@@ -284,6 +285,9 @@ def range_test(
             sweep), run the test once more, from the same state, with ``extend`` times the
             steps (so it costs at most ``1 + extend`` times ``steps``);
             ``result.extended_from`` then holds the first sweep's length. 1 turns this off.
+        band: estimate the suggestion's uncertainty band (``suggestion_low``,
+            ``suggestion_high``); with one repeat it is a bootstrap of the rule over the curve,
+            a few milliseconds, which :func:`~lrkit.finder.search.tune_lr` does without.
 
     Returns:
         A :class:`RangeTestResult` with the curves, ``stop_reason`` and the default suggestion.
@@ -336,7 +340,7 @@ def range_test(
         accumulation_steps=accumulation_steps,
         scaler=scaler,
     )
-    test = _Test(engine, snap, data, first_iter, val_data, metric_fn, repeats, seed, progress)
+    test = _Test(engine, snap, data, first_iter, val_data, metric_fn, repeats, seed, progress, band)
     settings = (start_lr, end_lr, mode, smoothing, diverge)
     try:
         result = test.run(steps, *settings)
@@ -376,10 +380,11 @@ class _Test:
         repeats: int,
         seed: int,
         progress: ProgressFn | None,
+        band: bool = True,
     ) -> None:
         self.engine, self.snap, self.data, self.first_iter = engine, snap, data, first_iter
         self.val_data, self.metric_fn, self.repeats, self.seed = val_data, metric_fn, repeats, seed
-        self.progress = progress
+        self.progress, self.band = progress, band
 
     def run(
         self,
@@ -429,7 +434,7 @@ class _Test:
         except BaseException as err:
             _attach_partial(err, sweeps, *args)
             raise
-        return _assemble(sweeps, *args)
+        return _assemble(sweeps, *args, band=self.band)
 
 
 def _check_callables(
@@ -482,6 +487,8 @@ def _assemble(
     mode: str,
     smoothing: float,
     diverge: float,
+    *,
+    band: bool = True,
 ) -> RangeTestResult:
     done = [s for s in sweeps if s.scored]
     if not done:
@@ -512,4 +519,5 @@ def _assemble(
         start_lr=start_lr,
         end_lr=end_lr,
         mode=mode,
+        band=band,
     )

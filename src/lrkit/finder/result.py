@@ -101,8 +101,10 @@ class RangeTestResult:
         start_lr: float | None = None,
         end_lr: float | None = None,
         mode: str = "exp",
+        band: bool = True,
     ) -> RangeTestResult:
-        """Assemble a result from raw curves: computes ``smoothed`` and the default suggestion."""
+        """Assemble a result from raw curves: computes ``smoothed`` and the default suggestion
+        (with its uncertainty band unless ``band=False``)."""
         lrs = np.asarray(lrs, dtype=np.float64)
         losses = np.asarray(losses, dtype=np.float64)
         scored = losses if val_losses is None else np.asarray(val_losses, dtype=np.float64)
@@ -122,7 +124,7 @@ class RangeTestResult:
             end_lr=float(lrs[-1]) if end_lr is None and lrs.size else float(end_lr or 0.0),
             mode=mode,
         )
-        best = result.suggest("lrkit")
+        best = result.suggest("lrkit", band=band)
         result.suggestion = best.lr
         result.suggestion_low = best.low
         result.suggestion_high = best.high
@@ -148,17 +150,19 @@ class RangeTestResult:
         _, smooth = self.zero_lag()
         return float(smooth.min()) if smooth.size else None
 
-    def suggest(self, method: Method = "lrkit") -> Suggestion:
+    def suggest(self, method: Method = "lrkit", *, band: bool = True) -> Suggestion:
         """A suggested LR with an uncertainty band, by one of the rules of
         :mod:`lrkit.finder.suggest`: ``"lrkit"`` (default), ``"minimum"``, ``"steepest"``,
         ``"valley"``. The band comes from the repeats when there were several, else from a
-        bootstrap of the curve."""
+        bootstrap of the curve (skipped with ``band=False``: ``low`` and ``high`` are then the
+        suggestion itself)."""
         return suggest_lr(
             self.lrs,
             self.scored_losses,
             method,
             smoothing=self.smoothing,
             repeat_losses=self.repeat_losses if len(self.repeat_losses) > 1 else None,
+            n_boot=200 if band else 0,
         )
 
     def bounds(self, kind: BoundsKind = "one_cycle") -> tuple[float, float]:
