@@ -232,6 +232,45 @@ def test_cyclic_lr_continues_the_cycle_in_a_second_fit() -> None:
     assert clr.history["lr"][8] == pytest.approx(0.01 + 0.04 * 4 / 6, rel=1e-6)
 
 
+def test_a_model_saved_and_loaded_continues_its_one_cycle(tmp_path: Any) -> None:
+    x, y = _data()
+    full = S.one_cycle(0.05, 16, momentum=None).lr.table(0, 16)  # 4 batches x 4 epochs
+    model = _classifier(keras.optimizers.SGD(0.1, momentum=0.9))
+    first = lk.OneCycle(0.05, 16, momentum=None)
+    model.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=[first], verbose=0)
+    model.save(tmp_path / "half.keras")
+    restored = keras.models.load_model(tmp_path / "half.keras")
+    second = lk.OneCycle(0.05, 16, momentum=None)  # a new callback, as after a restart
+    restored.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=[second], verbose=0)
+    assert first.history["lr"] == _f32(full[:8])
+    assert second.history["lr"] == _f32(full[8:])
+    assert second.history["iterations"] == list(range(9, 17))
+
+
+def test_backup_and_restore_resumes_the_schedule_after_a_crash(tmp_path: Any) -> None:
+    x, y = _data()
+    full = S.one_cycle(0.05, 16, momentum=None).lr.table(0, 16)
+
+    class Crash(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            if epoch == 2:
+                raise RuntimeError("the machine went away")
+
+    def run(*extra: Any) -> Any:
+        model = _classifier(keras.optimizers.SGD(0.1, momentum=0.9))
+        sched = lk.OneCycle(0.05, 16, momentum=None)
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        callbacks = [sched, backup, *extra]  # the schedule before the restore, on purpose
+        model.fit(x, y, batch_size=16, epochs=4, shuffle=False, callbacks=callbacks, verbose=0)
+        return sched
+
+    with pytest.raises(RuntimeError, match="went away"):
+        run(Crash())
+    resumed = run()
+    assert resumed.history["lr"] == _f32(full[8:])
+    assert resumed.history["iterations"] == list(range(9, 17))
+
+
 @pytest.mark.parametrize("scale_mode", ["cycle", "iterations"])
 def test_cyclic_lr_custom_scale_fn(scale_mode: str) -> None:
     def fn(v: float) -> float:

@@ -111,8 +111,11 @@ class ScheduleCallback(keras.callbacks.Callback):  # type: ignore[misc]
     on every backend.
 
     The step counter :attr:`step` belongs to the callback: it counts the batches trained with it
-    and carries over to the next ``fit`` call, so a second ``fit`` continues the schedule. Set it
-    to resume elsewhere (for example ``callback.step = initial_epoch * steps_per_epoch``).
+    and carries over to the next ``fit`` call, so a second ``fit`` continues the schedule. At
+    the first batch of each ``fit`` it moves up to the optimizer's own update count
+    (``optimizer.iterations``) when that is ahead: a model restored by
+    ``keras.models.load_model`` or by ``keras.callbacks.BackupAndRestore`` continues its schedule
+    where it stopped, with a new callback. Set :attr:`step` to resume elsewhere.
 
     :attr:`history` records, after every batch, the learning rate the batch was trained with
     (``"lr"``, read back from the optimizer, so a float32 value), the momentum when it is
@@ -149,6 +152,7 @@ class ScheduleCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self.history: dict[str, list[Any]] = {}
         self._momentum_owner: Any = None
         self._momentum_name = ""
+        self._first_batch = False
 
     @property
     def _who(self) -> str:
@@ -177,9 +181,14 @@ class ScheduleCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 model.optimizer, self._who
             )
             check_python_step(model, self._who)
+        self._first_batch = True
         self._write(self.step)
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._first_batch:  # after every on_train_begin, BackupAndRestore's restore included
+            self._first_batch = False
+            done = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self.step = max(self.step, done)
         self._write(self.step)
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
