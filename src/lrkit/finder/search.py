@@ -664,7 +664,6 @@ def _walk(start: float, plan: _ProbePlan, prober: _Prober) -> tuple[list[Probe],
         return probes, learned_any
     best = min(ok, key=prober.key)
     limit = min((q.peak for q in probes if q.diverged), default=math.inf)
-    tried = {q.peak for q in probes}
 
     def neighbour_key(peak: float) -> float:
         near = [q for q in probes if math.isclose(q.peak, peak, rel_tol=1e-9)]
@@ -675,7 +674,8 @@ def _walk(start: float, plan: _ProbePlan, prober: _Prober) -> tuple[list[Probe],
         (best.peak * step, best.peak / step),
         key=lambda x: neighbour_key(x * step if x > best.peak else x / step),
     )
-    refine = [x for x in sides if x < limit and x not in tried][:left]
+    # half steps lie between the walk's own peaks (a factor of four apart): never tried yet
+    refine = [x for x in sides if x < limit][:left]
     if refine:
         probes += prober.run_round(refine, plan.steps, 1)
     return probes, learned_any
