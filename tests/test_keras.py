@@ -271,6 +271,119 @@ def test_backup_and_restore_resumes_the_schedule_after_a_crash(tmp_path: Any) ->
     assert resumed.history["iterations"] == list(range(9, 17))
 
 
+class _Between(keras.callbacks.Callback):  # type: ignore[misc]
+    """Placed after the lrkit callback: what the optimizer holds before each batch (the value
+    the batch trains with), after each batch and at the end of each epoch, as
+    ``(iterations, learning rate, beta_1)``; at epoch end it also puts the learning rate into
+    the logs, as TensorBoard and LearningRateScheduler do, for the CSVLogger after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.begin: list[tuple[int, float, float]] = []
+        self.end: list[tuple[int, float, float]] = []
+        self.epoch_end: list[tuple[int, float, float]] = []
+
+    def _now(self) -> tuple[int, float, float]:
+        opt = self.model.optimizer
+        return (
+            int(keras.ops.convert_to_numpy(opt.iterations)),
+            float(keras.ops.convert_to_numpy(opt.learning_rate)),
+            float(opt.beta_1),
+        )
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        self.begin.append(self._now())
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.end.append(self._now())
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.epoch_end.append(self._now())
+        if logs is not None:
+            logs["learning_rate"] = self.epoch_end[-1][1]
+
+
+@pytest.mark.parametrize("kind", ["CyclicLR", "OneCycle", "ScheduleCallback"])
+def test_between_batches_the_optimizer_holds_the_next_batchs_values(
+    kind: str, tmp_path: Any
+) -> None:
+    """As the original CyclicLR: at the end of batch n (and so at epoch end) the optimizer holds
+    the values of batch n + 1, schedule(iterations); each batch still trains with
+    schedule(step), momentum included."""
+    x, y = _data()
+    n = 16  # 4 batches x 4 epochs
+    lr: S.Schedule
+    momentum: S.Schedule | None = None
+    if kind == "CyclicLR":
+        cb: Any = lk.CyclicLR(base_lr=0.001, max_lr=0.006, step_size=3)
+        lr = S.cyclic(0.001, 0.006, 3)
+    elif kind == "OneCycle":
+        cb = lk.OneCycle(0.01, n, momentum=(0.95, 0.6))
+        hyper = S.one_cycle(0.01, n, momentum=(0.95, 0.6))
+        lr, momentum = hyper.lr, hyper.momentum
+    else:
+        lr, momentum = S.warmup(S.cosine(0.02, 10, end=0.001), 3), S.linear(0.9, 0.5, 14)
+        cb = lk.ScheduleCallback(lr, momentum=momentum)
+    model = _classifier(keras.optimizers.Adam(0.5, beta_1=0.8))
+    between = _Between()
+    csv = keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))
+    model.fit(x, y, batch_size=16, epochs=4, shuffle=False, callbacks=[cb, between, csv], verbose=0)
+
+    def beta(t: int) -> float:
+        return 0.8 if momentum is None else momentum(t)
+
+    # each batch trains with the schedule's value at its step, as before
+    assert between.begin == [(t, float(np.float32(lr(t))), beta(t)) for t in range(n)]
+    assert cb.history["lr"] == _f32(lr.table(0, n))
+    if momentum is not None:
+        assert cb.history["momentum"] == momentum.table(0, n)
+    # after each batch and at each epoch's end: the next batch's values
+    assert between.end == [(t, float(np.float32(lr(t))), beta(t)) for t in range(1, n + 1)]
+    ends = [4 * (e + 1) for e in range(4)]
+    assert between.epoch_end == [(t, float(np.float32(lr(t))), beta(t)) for t in ends]
+    assert [between.end[t - 1] for t in ends] == between.epoch_end
+    assert between.end[0][1] != between.begin[0][1]  # the schedule really moves
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    column = rows[0].split(",").index("learning_rate")
+    logged = [float(row.split(",")[column]) for row in rows[1:]]
+    assert logged == pytest.approx([float(np.float32(lr(t))) for t in ends], rel=1e-6)
+
+
+def test_a_model_saved_during_fit_holds_the_next_batchs_values(tmp_path: Any) -> None:
+    """A checkpoint written after batch 6 (ModelCheckpoint after the schedule) holds the learning
+    rate and beta_1 of batch 6; loaded, it trains its next batch with them, and with a new
+    callback the run goes on with the LRs of the uninterrupted run."""
+    x, y = _data()
+    hyper = S.one_cycle(0.02, 16, momentum=(0.95, 0.6))
+    assert hyper.momentum is not None
+    full = _f32(hyper.lr.table(0, 16))
+
+    model = _classifier(keras.optimizers.Adam(0.5))
+    first = lk.OneCycle(0.02, 16, momentum=(0.95, 0.6))
+    save = keras.callbacks.ModelCheckpoint(str(tmp_path / "mid-{epoch}.keras"), save_freq=6)
+    model.fit(x, y, batch_size=16, epochs=4, shuffle=False, callbacks=[first, save], verbose=0)
+    assert first.history["lr"] == full
+
+    restored = keras.models.load_model(tmp_path / "mid-2.keras")  # saved after batch 6
+    opt = restored.optimizer
+    assert int(keras.ops.convert_to_numpy(opt.iterations)) == 6
+    assert float(keras.ops.convert_to_numpy(opt.learning_rate)) == full[6]
+    assert opt.beta_1 == hyper.momentum(6)
+
+    plain = keras.models.load_model(tmp_path / "mid-2.keras")
+    used = _Between()
+    plain.fit(x[:16], y[:16], batch_size=16, epochs=1, callbacks=[used], verbose=0)
+    assert used.begin == [(6, full[6], hyper.momentum(6))]  # no lrkit callback: batch 6's values
+
+    second = lk.OneCycle(0.02, 16, momentum=(0.95, 0.6))
+    rest = _Between()
+    restored.fit(x, y, batch_size=16, epochs=2, shuffle=False, callbacks=[second, rest], verbose=0)
+    assert first.history["lr"][:6] + second.history["lr"] == full[:14]
+    assert [b[1] for b in rest.begin] == full[6:14]
+    assert second.history["momentum"] == hyper.momentum.table(6, 14)
+    assert rest.end[-1] == (14, full[14], hyper.momentum(14))
+
+
 @pytest.mark.parametrize("scale_mode", ["cycle", "iterations"])
 def test_cyclic_lr_custom_scale_fn(scale_mode: str) -> None:
     def fn(v: float) -> float:
@@ -400,7 +513,7 @@ def test_schedule_callback_drives_any_schedule_and_momentum() -> None:
     assert cb.step == 12
     assert cb.history["lr"] == _f32(lr.table(0, 12))
     assert cb.history["momentum"] == mom.table(0, 12)
-    assert model.optimizer.beta_1 == mom(11)
+    assert model.optimizer.beta_1 == mom(12)  # after the fit: the value a next batch would use
 
 
 def test_schedule_callback_checks_its_arguments() -> None:

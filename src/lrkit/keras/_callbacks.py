@@ -96,8 +96,12 @@ def _checked(value: float, what: str, step: int, schedule: Schedule) -> float:
 
 class ScheduleCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Drive a Keras optimizer's learning rate, and optionally its momentum, with lrkit
-    schedules: before training batch ``t`` the callback writes ``schedule(t)`` into
-    ``optimizer.learning_rate`` and ``momentum(t)`` into the momentum attribute.
+    schedules: batch ``t`` trains with ``schedule(t)`` in ``optimizer.learning_rate`` and
+    ``momentum(t)`` in the momentum attribute. As in the original ``CyclicLR`` callback, the
+    values for batch ``t + 1`` are written at the end of batch ``t``, so between batches (at
+    epoch end, for ``TensorBoard``, ``CSVLogger`` or a checkpoint saved during ``fit``) the
+    optimizer holds the values the next batch will use; they are written again before each
+    batch, so a value changed in between by another callback does not reach the update.
 
     ``schedule`` is any :class:`lrkit.schedules.Schedule` (see each schedule's docstring for its
     formula) or a :class:`~lrkit.schedules.Hyper` such as ``one_cycle(...)``, whose momentum
@@ -201,6 +205,7 @@ class ScheduleCallback(keras.callbacks.Callback):  # type: ignore[misc]
         history.setdefault("iterations", []).append(self.step)
         for key, value in (logs or {}).items():
             history.setdefault(key, []).append(value)
+        self._write(self.step)
 
 
 def _whole(name: str, value: float) -> int:
@@ -231,8 +236,9 @@ class CyclicLR(ScheduleCallback):
 
     ``history`` holds ``"lr"``, ``"iterations"`` and the batch logs (see
     :class:`ScheduleCallback`); ``clr_iterations`` is the position in the cycle and carries over
-    to the next ``fit`` call, which continues the cycle. ``step_size`` must be a whole number of
-    batches (``2000.`` is fine).
+    to the next ``fit`` call, which continues the cycle. As in the original, after each batch
+    the optimizer holds the learning rate of the next one, ``schedule(clr_iterations)``.
+    ``step_size`` must be a whole number of batches (``2000.`` is fine).
     """
 
     def __init__(
