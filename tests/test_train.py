@@ -278,6 +278,85 @@ def test_optimizer_factory_and_weight_decay_schedule() -> None:
     assert decay == pytest.approx([0.1, 0.075, 0.05, 0.025, 0.0])
 
 
+def _two_group_adam(model: nn.Module) -> torch.optim.Adam:
+    """Adam over ``model`` (a wine MLP) with two param groups: the first layer at 0.01, the
+    rest at 0.001."""
+    first = list(model[0].parameters())
+    rest = [p for p in model.parameters() if all(p is not q for q in first)]
+    return torch.optim.Adam([{"params": first, "lr": 0.01}, {"params": rest, "lr": 0.001}])
+
+
+def test_fit_trains_the_given_optimizer_instance_and_keeps_its_group_ratios() -> None:
+    task = get_task("wine-mlp")
+    model = _wine_model()
+    adam = _two_group_adam(model)
+    seen: list[list[float]] = []
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # the learning rate of each group at this update
+            seen.append([g["lr"] for g in adam.param_groups])
+        return task.loss_fn(output, target)
+
+    sched = S.cosine(0.05, 12)
+    h = fit(task, model=model, optimizer=adam, loss_fn=loss_fn, lr=sched, steps=12)
+    assert type(adam) is torch.optim.Adam and h.optimizer == "Adam"
+    assert len(seen) == 12
+    assert [a for a, _ in seen] == pytest.approx([sched(t) for t in range(12)], rel=1e-12)
+    assert [b / a for a, b in seen[:-1]] == pytest.approx([0.1] * 11)  # the ratio is kept
+    assert h.lr == pytest.approx([a for a, _ in seen], rel=1e-12) and h.momentum == [0.9] * 12
+    params = [p for g in adam.param_groups for p in g["params"]]
+    assert len(adam.state) == len(params) == len(list(model.parameters()))
+    assert all(float(adam.state[p]["step"]) == 12 for p in params)  # its state grew
+    before = float(adam.state[params[0]]["step"])
+    h2 = fit(task, model=model, optimizer=adam, lr=None, steps=3)  # lr=None: its own LRs
+    assert float(adam.state[params[0]]["step"]) == before + 3  # the same state, continued
+    assert h2.lr == [adam.param_groups[0]["lr"]] * 3
+
+
+def test_fit_with_an_optimizer_instance_resumes_exactly(tmp_path: Path) -> None:
+    task = get_task("wine-mlp")
+    common: dict[str, Any] = {"lr": S.one_cycle(0.05, 20), "steps": 20, "eval_every": 5}
+    reference = _wine_model(3)
+    ref_opt = _two_group_adam(reference)
+    h_ref = fit(task, model=reference, optimizer=ref_opt, **common)
+
+    calls = {"n": 0}
+
+    def failing_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 14:
+                raise _Interrupt
+        return task.loss_fn(output, target)
+
+    first = _wine_model(3)
+    kw: dict[str, Any] = {"checkpoint_every": 4, "checkpoint_dir": tmp_path, **common}
+    with pytest.raises(_Interrupt):
+        fit(task, model=first, optimizer=_two_group_adam(first), loss_fn=failing_loss, **kw)
+    assert load_checkpoint(checkpoint_path(tmp_path))["step"] == 12
+    resumed = _wine_model(123)  # overwritten by the checkpoint, and so is its optimizer
+    opt = _two_group_adam(resumed)
+    h = fit(task, model=resumed, optimizer=opt, resume=True, **kw)
+    _assert_bitwise_equal(_state(reference), _state(resumed))
+    assert h.to_dict(timing=False) == h_ref.to_dict(timing=False)
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
+    for p, q in zip(resumed.parameters(), reference.parameters(), strict=True):
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt.state[p][key], ref_opt.state[q][key]), key
+
+
+def test_fit_refuses_an_optimizer_instance_that_is_not_the_models() -> None:
+    model, other = _wine_model(), _wine_model(1)
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"6 of the 6 parameters of the Adam given as optimizer "):
+        fit("wine-mlp", model=model, optimizer=_two_group_adam(other), steps=3)
+    with pytest.raises(ValueError, match="give model= too, the model whose parameters it holds"):
+        fit("wine-mlp", optimizer=_two_group_adam(other), steps=3)
+    with pytest.raises(ValueError, match="an optimizer instance sets momentum itself"):
+        fit("wine-mlp", model=model, optimizer=_two_group_adam(model), momentum=0.9, steps=3)
+    _assert_bitwise_equal(before, _state(model))
+
+
 def test_gradient_accumulation_matches_a_larger_batch() -> None:
     task = get_task("wine-mlp")
     big, small = _wine_model(), _wine_model()
@@ -386,7 +465,7 @@ def test_progress_bar_reports_loss_and_lr(capsys: pytest.CaptureFixture[str]) ->
         ({"seed": -1}, "seed"),
         ({"max_grad_norm": 0.0}, "max_grad_norm"),
         ({"optimizer": lambda p: torch.optim.SGD(p, lr=0.1), "momentum": 0.5}, "sets momentum"),
-        ({"optimizer": 3}, "optimizer must be a name or a callable"),
+        ({"optimizer": 3}, "optimizer must be a name, a callable"),
         (
             {"train_loader": DataLoader(TensorDataset(torch.zeros(4, 13)), batch_size=2)},
             "batch_size applies",

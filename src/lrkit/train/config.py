@@ -59,15 +59,22 @@ class TrainConfig:
             concatenated validation outputs. Without one (and no task) the metric is the negated
             validation loss, named ``"neg_val_loss"``.
         metric_name: Name recorded in the history (default: the task's, or ``"metric"``).
-        optimizer: A name from :data:`lrkit.train.OPTIMIZERS` (``"sgd"`` has momentum 0.9) or
-            ``factory(params) -> Optimizer``. Default: the task's, else ``"sgd"``.
+        optimizer: A name from :data:`lrkit.train.OPTIMIZERS` (``"sgd"`` has momentum 0.9),
+            ``factory(params) -> Optimizer``, or a ``torch.optim.Optimizer`` built over
+            ``model``'s parameters (give ``model=`` too), which is trained as it is: its class,
+            param groups and state (continued, for example after a range test). With one
+            schedule its param groups keep the ratios of their values, as
+            :class:`lrkit.Scheduler` does (discriminative learning rates). Default: the task's,
+            else ``"sgd"``.
         lr: A float (constant), a schedule, or a :class:`~lrkit.schedules.Hyper` such as
             ``one_cycle(...)`` (which also schedules momentum). Default: the task's
             ``default_lr`` when the optimizer is the task's, else :func:`lrkit.train.default_lr`
-            of the optimizer. With an optimizer factory and ``lr=None`` the factory's learning
-            rate is left alone.
-        momentum: A float (fixed; SGD/RMSprop momentum or Adam-family beta1) or a schedule.
-        weight_decay: A float or a schedule (ignored by an optimizer factory unless a schedule).
+            of the optimizer. With an optimizer factory or instance and ``lr=None`` its
+            learning rates are left alone.
+        momentum: A float (fixed; SGD/RMSprop momentum or Adam-family beta1) or a schedule
+            (an optimizer factory or instance sets a fixed one itself).
+        weight_decay: A float or a schedule (an optimizer factory or instance sets a fixed one
+            itself).
         nesterov: Nesterov momentum (SGD only).
         steps: Number of optimizer updates. Give ``steps`` or ``epochs``, not both.
         epochs: Passes over the training data; ``steps = ceil(epochs * batches_per_epoch /
@@ -121,7 +128,7 @@ class TrainConfig:
     loss_fn: LossFn | None = None
     metric_fn: MetricFn | None = None
     metric_name: str | None = None
-    optimizer: str | OptimizerFactory | None = None
+    optimizer: str | OptimizerFactory | torch.optim.Optimizer | None = None
     lr: float | Schedule | Hyper | None = None
     momentum: float | Schedule | None = None
     weight_decay: float | Schedule = 0.0
@@ -193,9 +200,11 @@ class TrainConfig:
             if isinstance(opt, str):
                 default_lr(opt.lower())  # rejects unknown names, listing the known ones
             return
-        if not callable(opt):
+        instance = isinstance(opt, torch.optim.Optimizer)
+        if not instance and not callable(opt):
             raise ValueError(
-                f"optimizer must be a name or a callable(params) -> Optimizer, got {opt!r}"
+                "optimizer must be a name, a callable(params) -> Optimizer or a "
+                f"torch.optim.Optimizer, got {opt!r}"
             )
         fixed = [
             n
@@ -208,8 +217,13 @@ class TrainConfig:
         ]
         if fixed:
             raise ValueError(
-                f"an optimizer factory sets {', '.join(fixed)} itself; drop "
-                f"{', '.join(n + '=' for n in fixed)} or pass a schedule"
+                f"an optimizer {'instance' if instance else 'factory'} sets {', '.join(fixed)} "
+                f"itself; drop {', '.join(n + '=' for n in fixed)} or pass a schedule"
+            )
+        if instance and self.model is None:
+            raise ValueError(
+                f"optimizer is a {type(opt).__name__} instance: give model= too, the model whose "
+                "parameters it holds"
             )
 
     @classmethod
@@ -372,6 +386,9 @@ def _optimizer_builder(
         name = spec.lower()
         if lr is None:
             lr = task.lr_for(name) if task is not None else default_lr(name)
+    elif isinstance(spec, torch.optim.Optimizer):
+        _check_instance(spec, parts.model)
+        name = type(spec).__name__
     else:
         name = getattr(spec, "__qualname__", type(spec).__name__)
     lr_sched = _as_schedule("lr", lr)
@@ -391,6 +408,11 @@ def _optimizer_builder(
         return [p for p in parts.model.parameters() if p.requires_grad]
 
     def build() -> tuple[torch.optim.Optimizer, Scheduler | None]:
+        if isinstance(built_spec, torch.optim.Optimizer):
+            opt = built_spec
+            if lr_sched is None and mom_sched is None and wd_sched is None:
+                return opt, None
+            return opt, Scheduler(opt, lr=lr_sched, momentum=mom_sched, weight_decay=wd_sched)
         first_lr = (
             None
             if lr_sched is None
@@ -419,6 +441,21 @@ def _optimizer_builder(
         "weight_decay": _describe(wd_sched),
     }
     return name, build, described
+
+
+def _check_instance(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """``ValueError`` unless every parameter ``optimizer`` holds is one of ``model``'s."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not params:
+        raise ValueError(f"the {type(optimizer).__name__} given as optimizer has no parameters")
+    mine = {id(p) for p in distributed.unwrap(model).parameters()}
+    stray = sum(1 for p in params if id(p) not in mine)
+    if stray:
+        raise ValueError(
+            f"{stray} of the {len(params)} parameters of the {type(optimizer).__name__} given "
+            "as optimizer are not parameters of the model being trained; build the optimizer "
+            "from model.parameters() and pass that model as model="
+        )
 
 
 def _device(device: str | torch.device) -> torch.device:

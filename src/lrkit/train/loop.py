@@ -45,8 +45,10 @@ def fit(task: Task | str | TrainConfig | None = None, **settings: Any) -> Histor
 
     ``fit("wine-mlp", steps=200, lr=one_cycle(0.3, 200))`` trains a task (or a name accepted
     by :func:`lrkit.tasks.get_task`) with the given settings; ``fit(model=..., train_loader=...,
-    loss_fn=..., steps=...)`` trains your own model; ``fit(config, **overrides)`` runs a
-    :class:`TrainConfig` with some settings replaced. The settings and their defaults are the
+    loss_fn=..., steps=...)`` trains your own model (``optimizer=`` your own
+    ``torch.optim.Optimizer`` over its parameters trains with that optimizer, its param groups
+    and state); ``fit(config, **overrides)`` runs a :class:`TrainConfig` with some settings
+    replaced. The settings and their defaults are the
     fields of :class:`TrainConfig`, documented there.
 
     Each optimizer update consumes ``accumulation_steps`` batches through
