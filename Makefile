@@ -17,6 +17,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/lrkit demo --out runs/demo
+	$(BIN)/python docs/update_demo.py runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks docs

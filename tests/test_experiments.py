@@ -15,7 +15,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from histories import curve_history
@@ -510,105 +509,14 @@ def test_a_dying_worker_is_blamed_alone_and_the_sweep_goes_on(tmp_path: Path) ->
     )
 
 
-# -- the demo: one cycle against the best constant LR ----------------------------------------------
-
-
-def _first_reaching(h: History, target: float) -> float:
-    """Steps at the first evaluation whose metric reaches ``target``; the whole budget when no
-    evaluation does."""
-    for step, metric in zip(h.eval_step, h.metric, strict=True):
-        if metric >= target:
-            return float(step)
-    return float(h.total_steps)
-
-
-def _stored_histories(folder: Path) -> dict[str, list[History]]:
-    out: dict[str, list[History]] = {}
-    for rec in RunDir(folder).records():
-        out.setdefault(rec.config["arm"], []).append(History.from_dict(rec.result["history"]))
-    return out
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[tuple[Any, ...]]]:
-    from lrkit.experiments import run_demo
-
-    calls: list[tuple[Any, ...]] = []
-    out = tmp_path_factory.mktemp("demo") / "run"
-    run = run_demo(out=out, seeds=2, epochs=3, workers=1, tune_progress=lambda *a: calls.append(a))
-    return run, calls
-
-
-@pytest.mark.slow
-def test_demo_trains_one_cycle_against_a_grid_of_constant_lrs_4x_as_long(
-    demo_run: tuple[Any, list[tuple[Any, ...]]],
-) -> None:
-    run, calls = demo_run
-    assert calls and calls[-1][0] > calls[0][0]  # the tuning reported its progress
-    labels = [a.label for a in run.arms]
-    assert re.fullmatch(r"one-cycle sgd peak=[0-9.]+", labels[0])
-    assert labels[1:] == [
-        "constant sgd lr=0.0316",
-        "constant sgd lr=0.1",
-        "constant sgd lr=0.316",
-        "constant adam lr=0.000316",
-        "constant adam lr=0.001",
-        "constant adam lr=0.00316",
-    ]
-    spe = get_task("mnist1d-cnn-paper").steps_per_epoch()
-    for rec in run.records:
-        one = rec.config["arm"] == labels[0]
-        assert rec.config["steps"] == (3 * spe if one else 12 * spe)
-        assert rec.config["eval_every"] == spe // 4  # the same cadence for every arm
-        if rec.config["optimizer"] == "sgd" and not one:
-            assert rec.config["momentum"] == 0.9
-    hists = _stored_histories(run.run_dir)
-    assert all(len(hs) == 2 for hs in hists.values())
-    finals = {k: float(np.mean([h.final_metric for h in hs])) for k, hs in hists.items()}
-    best = max(labels[1:], key=lambda k: finals[k])
-    assert any(line.startswith(f"best constant LR: {best}, ") for line in run.findings)
-    target = finals[best]
-    one_steps = [_first_reaching(h, target) for h in hists[labels[0]]]
-    best_steps = [_first_reaching(h, target) for h in hists[best]]
-    reached = sum(steps_to(h, target) is not None for h in hists[labels[0]])
-    speed = [line for line in run.findings if line.startswith("speed-up")]
-    if reached == 0:
-        assert speed == [
-            f"speed-up: none: {labels[0]} never reached {best}'s final accuracy "
-            f"({target:.4g}) on any of its 2 seeds"
-        ]
-    else:
-        assert speed[0].startswith(f"speed-up ×{np.mean(best_steps) / np.mean(one_steps):.2f}")
-    assert run.findings[-1].startswith("verdict: ")
-
-
-@pytest.mark.slow
-def test_demo_report_opens_with_the_headline_figure(
-    demo_run: tuple[Any, list[tuple[Any, ...]]],
-) -> None:
-    run, _ = demo_run
-    text = write_report(run.run_dir).read_text()
-    heads = re.findall(r"<h2>(.*?)</h2>", text)
-    assert heads[:4] == [
-        f"{run.arms[0].label} against the best constant arm",
-        "LR range tests",
-        "Schedules",
-        "Summary",
-    ]
-    assert text.index("<img") < text.index("<h2>LR range tests")  # the headline figure first
-    captions = re.findall(r"<figcaption>(.*?)</figcaption>", text)
-    assert captions[0].startswith("speed-up")
-    assert captions[1].startswith("LR range test of tune_lr (sgd-120steps)")
-    parser = _Images()
-    parser.feed(text)
-    assert len(parser.images) == 4  # headline, range test, schedules, curves
+# -- a headline: one arm's speed-up against the best of its rivals -------------------------------
 
 
 def _demo_curve(seed: int, metric: list[float]) -> dict[str, Any]:
     return curve_history(seed, metric, task="mnist1d-cnn-paper").to_dict()
 
 
-def test_demo_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(
+def test_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
@@ -617,7 +525,7 @@ def test_demo_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(
 
     from lrkit.cli.experiments import print_run
     from lrkit.experiments import RecipeRun
-    from lrkit.experiments.recipes import DEMO
+    from lrkit.experiments.summary import speedup, speedup_findings
 
     curves = {
         "one-cycle sgd peak=0.1": [[0.5, 0.92, 0.95, 0.96], [0.5, 0.8, 0.93, 0.95]],
@@ -638,11 +546,16 @@ def test_demo_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(
             hist = _demo_curve(seed, metric)
             rd.append(TrialRecord(f"{arm}/seed={seed}", {"arm": arm}, "ok", {"history": hist}))
     arms = group_arms(rd.records())
-    task = get_task("mnist1d-cnn-paper")
-    findings = DEMO.findings(Context(task, 2, 40, tmp_path), arms)
-    assert findings[0].startswith("best constant LR: constant sgd lr=0.1, ")
+    head = speedup(arms, "one-cycle", "constant")
+    assert head is not None and head.baseline.label == "constant sgd lr=0.1"
+    findings = [
+        head.describe("accuracy"),
+        *speedup_findings(
+            arms, head.baseline.label, "accuracy", claimant=head.claimant.label, budget=True
+        ),
+    ]
     # (160 + 120) / 2 steps for the best constant, (20 + 30) / 2 for one cycle
-    assert findings[1] == (
+    assert findings[0] == (
         "speed-up ×5.60: constant sgd lr=0.1 reached its own final accuracy (0.91) after 140 "
         "steps, one-cycle sgd peak=0.1 after 25 (mean of 2 seeds; a seed that never reaches it "
         "counts its whole budget)"
@@ -671,26 +584,3 @@ def test_demo_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(
         "<h2>Summary"
     )
     assert re.search(r"<figcaption>speed-up ×5\.60: ", text)
-
-
-def test_demo_grid_adds_the_tasks_own_optimizer(tmp_path: Path) -> None:
-    from lrkit.experiments.recipes import DEMO
-
-    t = get_task("friedman-mlp")  # AdamW at 1e-3
-    spe = t.steps_per_epoch()
-    ctx = Context(t, 1, 100, tmp_path, 0.01, spe, evals_per_epoch=DEMO.evals_per_epoch)
-    arms = {tr.config["arm"]: tr.config for tr in DEMO.build(ctx)}
-    assert list(arms) == [
-        "one-cycle adamw peak=0.01",
-        "constant sgd lr=0.0316",
-        "constant sgd lr=0.1",
-        "constant sgd lr=0.316",
-        "constant adam lr=0.000316",
-        "constant adam lr=0.001",
-        "constant adam lr=0.00316",
-        "constant adamw lr=0.000316",
-        "constant adamw lr=0.001",
-        "constant adamw lr=0.00316",
-    ]
-    assert {c["steps"] for c in arms.values()} == {100, 400}
-    assert {c["eval_every"] for c in arms.values()} == {spe // 4}

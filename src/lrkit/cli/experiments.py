@@ -369,11 +369,12 @@ def register(app: typer.Typer) -> None:
         trial_cpus: TrialCpusOption = None,
         trial_gpus: TrialGpusOption = None,
     ) -> None:
-        """The README's main job: one cycle at the tuned peak against the best constant LR.
+        """The README's main job: lrkit's peak against the usual LR and a grid of peaks.
 
-        Tunes the one-cycle peak (range test and short probes), trains one cycle at it against
-        the best of a grid of constant LRs (SGD with momentum and Adam, 4× as long), prints a
-        table with the speed-up and writes an HTML report."""
+        Tunes the one-cycle peak (range test and short probes) and takes the range test's
+        suggestion, trains one cycle at each and at seven peaks a third of a decade apart around
+        the optimizer's usual LR, prints where each choice lands against the grid's best with
+        what it cost, and writes an HTML report."""
         from ..experiments import run_demo
 
         run_and_report(

@@ -1,6 +1,7 @@
 """Experiments: recipes from the literature, sweeps over seeds, a durable results store, and an
 HTML report."""
 
+from .demo import run_demo
 from .recipes import (
     RECIPES,
     Recipe,
@@ -8,7 +9,6 @@ from .recipes import (
     RunInterrupted,
     compare,
     get_recipe,
-    run_demo,
     run_recipe,
     steps_to,
 )

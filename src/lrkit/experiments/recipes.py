@@ -27,11 +27,9 @@ from .report import write_findings
 from .store import RunDir, TrialRecord, check_config, locked
 from .summary import (
     Arm,
-    fmt_values,
     group_arms,
     mean_std,
     ranking_findings,
-    speedup,
     speedup_findings,
     steps_to,
 )
@@ -47,7 +45,6 @@ __all__ = [
     "RunInterrupted",
     "compare",
     "get_recipe",
-    "run_demo",
     "run_recipe",
     "steps_to",
 ]
@@ -55,6 +52,9 @@ __all__ = [
 
 TUNE_BUDGET = 0.5
 """The budget of the recipes' :func:`lrkit.tune_lr` searches, a fraction of the run tuned for."""
+TUNE_COST = "tune_lr"
+RANGE_COST = "range test"
+"""The keys of :attr:`Context.costs`."""
 
 
 @dataclass
@@ -80,6 +80,10 @@ class Context:
     tune_progress: SearchProgressFn | None = None
     """Called as the range test and :func:`lrkit.tune_lr`'s probes train (steps done, steps in
     all, LR, loss), as :func:`lrkit.range_test`'s ``progress``."""
+    costs: dict[str, float] = field(default_factory=dict)
+    """What finding the peak cost, in fractions of the recipe's run: ``"tune_lr"`` (the
+    search's :attr:`~lrkit.finder.TuneResult.spent`, its range test included) and ``"range
+    test"`` (the plain range test's steps over the run's), once each has run."""
 
     @property
     def eval_every(self) -> int:
@@ -115,11 +119,18 @@ class Context:
                 f"({sug.reason}); give the peak yourself with --peak"
             )
         base, peak = result.bounds(kind)  # type: ignore[arg-type]
+        sweeps = len(result.lrs) * max(1, len(result.repeat_losses))
+        self.costs[RANGE_COST] = (sweeps + (result.extended_from or 0)) / self.steps
         what = f"{optimizer}, {self.variant}" if self.variant else optimizer
-        self.notes.append(
+        divisor = ONE_CYCLE_DIVISOR if kind == "one_cycle" else CYCLIC_DIVISOR
+        schedule = "one cycle" if kind == "one_cycle" else "cyclical schedules"
+        note = (
             f"range test ({what}, batch {batch_size or self.task.batch_size}): suggested "
-            f"peak {peak:.3g} (band {sug.low:.3g}–{sug.high:.3g}), base {base:.3g}"
+            f"peak {peak:.3g} (band {sug.low:.3g}–{sug.high:.3g}); for {schedule} the base is "
+            f"peak/{divisor:g} = {base:.3g}"
         )
+        if note not in self.notes:
+            self.notes.append(note)
         return base, peak
 
     def tuned(self, optimizer: str, steps: int | None = None) -> tuple[float, float]:
@@ -143,6 +154,7 @@ class Context:
             total_steps=n, cache=cache, progress=self.tune_progress,
             backend="ray" if on_ray else "local", resources=self.resources,
         )  # fmt: skip
+        self.costs[TUNE_COST] = result.spent
         self.notes.append(
             f"tune_lr ({optimizer}, {n} steps, {result.spent:.2f} of a run): peak "
             f"{result.peak:.3g} (range test suggestion {result.range_test.suggestion or 0:.3g})"
@@ -215,6 +227,10 @@ class Recipe:
     """``(claimant, rivals)``: label prefixes of the arm whose speed-up the report's headline
     figure shows and of the arms it is measured against (the best of them by mean final
     metric; :func:`~lrkit.experiments.summary.speedup`). ``None``: no headline figure."""
+    peak_grid: str | None = None
+    """Label prefix of arms that form a grid of peak LRs: the report then opens with their final
+    metric against the peak, every other arm marked at its own peak
+    (:func:`~lrkit.experiments.grid_figure.peak_grid_figure`). ``None``: no such figure."""
 
 
 def _final(arm: Arm) -> float:
@@ -370,72 +386,6 @@ def _transfer_findings(ctx: Context, arms: list[Arm]) -> list[str]:
     return lines
 
 
-# -- the demo: super-convergence -----------------------------------------------------------------
-DEMO_OPTIMIZERS = ("sgd", "adam")
-"""The optimizers of the demo's constant-LR grid (the task's own optimizer joins them when it is
-another one)."""
-DEMO_GRID = (10**-0.5, 1.0, 10**0.5)
-"""The demo's constant LRs, as multiples of each optimizer's usual LR (:meth:`Task.lr_for`)."""
-DEMO_LONGER = 4
-"""How many times as many steps as one cycle the demo's constant LRs train."""
-DEMO_SGD_MOMENTUM = 0.9
-"""The momentum of the demo's constant-LR SGD arms."""
-DEMO_HEADLINE = ("one-cycle", "constant")
-"""The demo's arms by label prefix: one cycle, and the constant LRs it is measured against."""
-
-
-def _demo(ctx: Context) -> list[Trial]:
-    opt = ctx.task.optimizer
-    base, peak = ctx.tuned(opt)
-    one, constant = DEMO_HEADLINE
-    trials = ctx.trials(
-        f"{one} {opt} peak={peak:.3g}", opt, S.one_cycle(peak, ctx.steps, start=base)
-    )
-    grid = DEMO_OPTIMIZERS if opt in DEMO_OPTIMIZERS else (*DEMO_OPTIMIZERS, opt)
-    for name in grid:
-        for factor in DEMO_GRID:
-            lr = ctx.task.lr_for(name) * factor
-            trials += ctx.trials(
-                f"{constant} {name} lr={lr:.3g}",
-                name,
-                lr,
-                steps=DEMO_LONGER * ctx.steps,
-                momentum=DEMO_SGD_MOMENTUM if name == "sgd" else None,
-            )
-    return trials
-
-
-def _demo_findings(ctx: Context, arms: list[Arm]) -> list[str]:
-    metric = ctx.task.metric_name
-    head = speedup(arms, *DEMO_HEADLINE)
-    if head is None:
-        return [f"verdict: not judged: one cycle or every constant LR has no final {metric}"]
-    n = sum(a.label.startswith(DEMO_HEADLINE[1]) for a in arms)
-    best, one = head.baseline, head.claimant
-    lines = [
-        f"best constant LR: {best.label}, the highest mean final {metric} of the {n} "
-        f"constant-LR arms ({fmt_values(best.final_metrics())} after "
-        f"{DEMO_LONGER * ctx.steps} steps, {DEMO_LONGER}× one cycle's {ctx.steps})"
-    ]
-    lines.append(head.describe(metric))
-    return lines + speedup_findings(arms, best.label, metric, claimant=one.label, budget=True)
-
-
-DEMO = Recipe(
-    "demo",
-    "Super-convergence: one cycle at the peak lrkit tunes (tune_lr, half a run's budget) "
-    "reaches the final accuracy of the best constant learning rate (a grid over SGD with "
-    "momentum and Adam, each trained 4× as long) in a fraction of the steps.",
-    "Smith & Topin 2017, Super-Convergence, arXiv 1708.07120; Smith 2018, arXiv 1803.09820.",
-    _demo,
-    _demo_findings,
-    evals_per_epoch=4,
-    headline=DEMO_HEADLINE,
-)
-"""What ``lrkit demo`` runs: one cycle at the tuned peak against the best of a grid of constant
-LRs trained four times as long; every arm is evaluated four times per epoch."""
-
-
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
@@ -518,52 +468,6 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def run_demo(
-    task: str = "mnist1d-cnn-paper",
-    *,
-    out: str | os.PathLike[str] = "runs/demo",
-    seeds: int = 3,
-    epochs: float | None = None,
-    workers: int | None = None,
-    progress: ProgressFn | None = None,
-    tune_progress: SearchProgressFn | None = None,
-    log: Callable[[str], None] | None = None,
-    backend: Backend = "local",
-    address: str | None = None,
-    resources: ResourcesLike | None = None,
-) -> RecipeRun:
-    """Super-convergence on ``task``: one cycle against the best constant learning rate.
-
-    Tunes the one-cycle peak (:func:`lrkit.tune_lr`: the range test, then short probes, half a
-    run's budget), trains one cycle at that peak for the task's epochs (or ``epochs``), and
-    against it a grid of constant LRs trained :data:`DEMO_LONGER` times as long: SGD with
-    momentum 0.9 and Adam (and the task's own optimizer when it is another), each at its usual
-    LR (:meth:`Task.lr_for`) times :data:`DEMO_GRID`. Every arm runs ``seeds`` seeds and is
-    evaluated four times per epoch; the results are stored in ``out`` (resumable).
-
-    The findings name the best constant LR (the highest mean final metric) and the steps each
-    arm needs to reach its mean final metric, by the first evaluation that reaches it, a seed
-    that never does counting its whole budget (:func:`~lrkit.experiments.summary.speedup`);
-    the speed-up is the best constant's mean steps over one cycle's. ``tune_progress`` follows
-    the tuning as :func:`lrkit.range_test`'s ``progress``; ``progress`` the trials, as in
-    :func:`run_trials`. ``backend``, ``address`` and ``resources`` as in :func:`run_recipe`."""
-    return _execute(
-        DEMO,
-        task,
-        seeds=seeds,
-        out=out,
-        epochs=epochs,
-        peak=None,
-        workers=workers,
-        progress=progress,
-        tune_progress=tune_progress,
-        log=log,
-        backend=backend,
-        address=address,
-        resources=resources,
-    )
-
-
 def get_recipe(name: str) -> Recipe:
     """A recipe by name; an unknown name lists the known ones."""
     try:
@@ -623,7 +527,7 @@ def _check_number(name: str, value: float | None, *, optional: bool = False) -> 
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
-def _execute(
+def execute(
     recipe: Recipe,
     task: str,
     *,
@@ -640,6 +544,9 @@ def _execute(
     address: str | None = None,
     resources: ResourcesLike | None = None,
 ) -> RecipeRun:
+    """Run ``recipe`` on ``task``: build its trials (range tests and searches first), run them
+    over ``seeds`` seeds into the run folder ``out`` (resumable), and compute its findings. The
+    arguments are those of :func:`run_recipe`; ``extra`` joins the run's configuration."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a whole number >= 1, got {seeds!r}")
     _check_number("epochs", epochs, optional=True)
@@ -667,6 +574,8 @@ def _execute(
     }
     if recipe.headline is not None:
         config["headline"] = dict(zip(("claimant", "rivals"), recipe.headline, strict=True))
+    if recipe.peak_grid is not None:
+        config["peak_grid"] = recipe.peak_grid
     session = ray_session(address, res) if res is not None else nullcontext()
     with session, locked(folder):
         check_config(folder, config, extendable=EXTENDABLE)
@@ -739,7 +648,7 @@ def run_recipe(
     :func:`~lrkit.experiments.run_trials`). The task must then be a built-in task or a
     ``"module:function"`` spec importable on the cluster's nodes.
     """
-    return _execute(
+    return execute(
         get_recipe(name),
         task,
         seeds=seeds,
@@ -796,7 +705,7 @@ def compare(
         build,
         lambda ctx, arms: ranking_findings(arms, ctx.task.metric_name),
     )
-    return _execute(
+    return execute(
         recipe,
         task,
         seeds=seeds,

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._files import atomic_write_text
 from ..plot import new_figure
+from .grid_figure import peak_grid_figure
 from .store import RunDir
 from .summary import Arm, Speedup, fmt_values, group_arms, speedup
 
@@ -227,6 +228,22 @@ def _headline(arms: list[Arm], headline: object, metric_name: str) -> str:
     )
 
 
+def _peak_grid(arms: list[Arm], grid: object, metric_name: str) -> str:
+    """The section of a run whose configuration names a ``peak_grid`` (a label prefix), or
+    ``""``."""
+    if not isinstance(grid, str):
+        return ""
+    fig = peak_grid_figure(arms, grid, metric_name)
+    if fig is None:
+        return ""
+    caption = (
+        f"Final {metric_name} of one cycle at each peak of the {grid} (line: the mean over "
+        "seeds; band: ± one standard deviation; star: the grid's best), and every other arm at "
+        "the peak it chose (marker: the mean; bar: ± one standard deviation)."
+    )
+    return f"<h2>Final {html.escape(metric_name)} against the peak</h2>{_figure(fig, caption)}"
+
+
 def _range_test_figures(folder: Path) -> list[str]:
     files = sorted((folder / RANGE_TESTS).glob("*.json")) if (folder / RANGE_TESTS).is_dir() else []
     tuned = sorted((folder / TUNED).glob("*.json")) if (folder / TUNED).is_dir() else []
@@ -383,7 +400,8 @@ def write_report(
     lines = list(findings) if findings is not None else read_findings(rd.path)
     if lines:
         summary.append(_findings(lines))
-    head = _headline(arms, cfg.get("headline"), metric_name)
+    head = _peak_grid(arms, cfg.get("peak_grid"), metric_name)
+    head += _headline(arms, cfg.get("headline"), metric_name)
     if head:  # the headline figure first, the numbers after the figures that explain them
         parts.append(head)
     else:
