@@ -233,3 +233,16 @@ def test_demo_copy_holds_the_peaks_the_finder_gives_today() -> None:
     assert tuned.peak == pytest.approx(found["tune_lr"]["peak"], rel=1e-9)
     suggested = find_lr(task, task.optimizer).suggestion
     assert suggested == pytest.approx(found["range_test"]["suggestion"], rel=1e-9)
+
+
+def test_range_test_notes_name_the_schedule_each_base_serves(tmp_path: Path) -> None:
+    t = get_task("wine-mlp")
+    ctx = Context(t, 1, 100, tmp_path, steps_per_epoch=t.steps_per_epoch())
+    one = ctx.bounds(t.optimizer, "one_cycle")
+    ctx.bounds(t.optimizer, "one_cycle")  # the same range test and schedule: no second note
+    cyc = ctx.bounds(t.optimizer, "cyclic")
+    assert one[1] == cyc[1]  # one range test, one suggested peak
+    assert len(ctx.notes) == 2
+    assert ctx.notes[0].endswith(f"for one cycle the base is peak/25 = {one[0]:.3g}")
+    assert ctx.notes[1].endswith(f"for cyclical schedules the base is peak/4 = {cyc[0]:.3g}")
+    assert ctx.costs["range test"] > 0
