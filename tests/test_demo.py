@@ -246,3 +246,22 @@ def test_range_test_notes_name_the_schedule_each_base_serves(tmp_path: Path) -> 
     assert ctx.notes[0].endswith(f"for one cycle the base is peak/25 = {one[0]:.3g}")
     assert ctx.notes[1].endswith(f"for cyclical schedules the base is peak/4 = {cyc[0]:.3g}")
     assert ctx.costs["range test"] > 0
+
+
+def test_grid_figure_marks_each_choice_at_its_peak_and_zooms_on_the_top(tmp_path: Path) -> None:
+    from lrkit.experiments.grid_figure import peak_grid_figure
+
+    grid = {("grid peak=0.1 (usual LR)", 0.1): [0.5, 0.6], ("grid peak=1", 1.0): [0.9, 0.92]}
+    tuned = {("tune_lr peak=0.3", 0.3): [0.8, 0.84]}
+    fig = peak_grid_figure(_arms(tmp_path, {**tuned, **grid}), "grid", "accuracy")
+    assert fig is not None
+    whole, top = fig.axes[:2]
+    lines = {ln.get_label(): ln for ln in whole.get_lines()}
+    assert list(lines["grid: one run per peak and seed"].get_xdata()) == [0.1, 1.0]
+    assert np.allclose(lines["grid: one run per peak and seed"].get_ydata(), [0.55, 0.91])
+    bars = {c.get_label(): c for c in whole.containers}
+    assert np.allclose(bars["tune_lr: 0.3"].lines[0].get_xydata(), [[0.3, 0.82]])
+    assert np.allclose(lines["usual LR: 0.1"].get_xydata(), [[0.1, 0.55]])
+    assert np.allclose(lines["best of the grid: 1"].get_xydata(), [[1.0, 0.91]])
+    low, high = top.get_ylim()  # the zoom spans the marked choice and the best, not the worst
+    assert 0.6 < low < 0.8 and 0.92 < high < 0.95

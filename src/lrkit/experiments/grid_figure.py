@@ -15,6 +15,7 @@ from .summary import Arm, mean_std
 from .trial import decode_lr
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = ["arm_peak", "peak_grid_figure"]
@@ -45,8 +46,36 @@ def peak_grid_figure(arms: Sequence[Arm], grid: str, metric_name: str) -> Figure
     on_grid = sorted((r for r in rows if r[0].label.startswith(grid)), key=lambda r: r[1])
     if len(on_grid) < 2:
         return None
-    fig = new_figure(8, 4.2)
-    ax = fig.subplots()
+    others = [r for r in rows if not r[0].label.startswith(grid)]
+    fig = new_figure(11, 4.2)
+    whole, top = fig.subplots(1, 2, width_ratios=(3, 2))
+    for ax in (whole, top):
+        _draw(ax, on_grid, others, grid)
+        ax.set_xscale("log")
+        ax.set_xlabel("one-cycle peak learning rate")
+        ax.grid(alpha=0.3, which="both")
+    whole.set_ylabel(f"final validation {metric_name}")
+    whole.set_title(f"final {metric_name} against the peak (mean ± std over seeds)", fontsize=10)
+    best = max(r[2] for r in on_grid)
+    near = [r for r in on_grid + others if r[2] >= min([best, *(o[2] for o in others)])]
+    low = min(r[2] - r[3] for r in near)
+    high = max(r[2] + r[3] for r in near)
+    pad = 0.1 * (high - low) or 0.01 * abs(best) or 0.01
+    top.set_ylim(low - pad, high + pad)
+    lo_x, hi_x = min(r[1] for r in near), max(r[1] for r in near)
+    top.set_xlim(lo_x / 10 ** (1 / 6), hi_x * 10 ** (1 / 6))
+    top.set_title("near the top", fontsize=10)
+    handles, labels = whole.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    return fig
+
+
+def _draw(
+    ax: Axes,
+    on_grid: list[tuple[Arm, float, float, float]],
+    others: list[tuple[Arm, float, float, float]],
+    grid: str,
+) -> None:
     xs = np.array([r[1] for r in on_grid])
     ys = np.array([r[2] for r in on_grid])
     sd = np.array([r[3] for r in on_grid])
@@ -63,15 +92,8 @@ def peak_grid_figure(arms: Sequence[Arm], grid: str, metric_name: str) -> Figure
                 [peak], [mean], "o", mfc="none", mec="C3", mew=2, ms=12, label=f"{name}: {peak:.3g}"
             )
     markers = "sD^v<>ph"
-    others = [r for r in rows if not r[0].label.startswith(grid)]
     for i, (arm, peak, mean, std) in enumerate(others):
         ax.errorbar(
             [peak], [mean], yerr=[std], fmt=markers[i % len(markers)], color=f"C{i}", ms=8,
             capsize=3, zorder=5, label=f"{arm.label.split(' peak=')[0]}: {peak:.3g}",
         )  # fmt: skip
-    ax.set_xscale("log")
-    ax.set(xlabel="one-cycle peak learning rate", ylabel=f"final validation {metric_name}")
-    ax.set_title(f"final {metric_name} against the peak (mean ± std over seeds)")
-    ax.grid(alpha=0.3, which="both")
-    fig.legend(loc="outside right upper", fontsize=8)
-    return fig
