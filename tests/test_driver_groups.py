@@ -179,7 +179,6 @@ def test_values_follow_the_schedule_through_any_interleaving(
 @pytest.mark.parametrize(
     ("schedule", "bad_step", "shown"),
     [
-        (S.linear(0.1, -0.1, 10), 6, "-0.0199"),
         (S.custom(lambda t: 0.1 if t < 1500 else float("nan")), 1500, "nan"),
         (S.custom(lambda t: float("inf")), 0, "inf"),
     ],
@@ -215,3 +214,44 @@ def test_a_bad_momentum_at_construction_leaves_the_learning_rate_alone() -> None
     with pytest.raises(ValueError, match="momentum schedule"):
         lrkit.Scheduler(opt, lr=S.constant(0.5), momentum=S.custom(lambda t: float("nan")))
     assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["momentum"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": S.linear(0.1, -0.1, 10)}, r"the lr schedule linear.* gives -0.0199\d* at step 6;"),
+        (  # the bad value is past the first block of steps the driver evaluates as it runs
+            {"lr": S.sequence(S.constant(0.1, steps=3000), S.linear(0.1, -0.1, 10))},
+            r"the lr schedule sequence.* gives -0.0199\d* at step 3006; lr must be finite",
+        ),
+        (  # 1.0 at the end (step 10), held after it
+            {"lr": S.constant(0.1), "momentum": S.linear(0.9, 1.0, 10)},
+            r"the momentum schedule linear.* gives 1.0 at step 10; momentum must be finite and "
+            r"in \[0, 1\)",
+        ),
+        (
+            {"weight_decay": S.linear(0.1, -0.1, 2000)},
+            r"the weight_decay schedule .* gives -9.99\d*e-05 at step 1001; weight_decay must",
+        ),
+    ],
+)
+def test_a_schedule_of_known_length_is_checked_over_every_step_when_the_driver_is_built(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    opt = torch.optim.SGD(
+        [torch.nn.Parameter(torch.zeros(2))], lr=0.5, momentum=0.9, weight_decay=0.01
+    )
+    with pytest.raises(ValueError, match=message):
+        lrkit.Scheduler(opt, **kwargs)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.5, 0.9, 0.01)
+
+
+def test_a_schedule_without_an_end_is_checked_as_it_runs() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    drv = lrkit.Scheduler(opt, lr=S.custom(lambda t: 0.2 if t < 3 else -0.1))
+    drv.step()
+    drv.step()
+    with pytest.raises(ValueError, match=r"gives -0\.1 at step 3"):
+        drv.step()
+    assert drv.current_step == 2 and opt.param_groups[0]["lr"] == 0.2

@@ -6,52 +6,75 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from .schedules import Hyper, Schedule, first_invalid
+from .schedules.check import valid_range
 
 __all__ = ["Scheduler"]
 
 ScheduleArg = Schedule | Sequence[Schedule] | None
 
 _BLOCK = 1024
+_CHECK_BLOCK = 1 << 16
 
 
 class _Table:
     """Values of one schedule, evaluated vectorised a block of steps at a time.
 
     A block ends before the first value that cannot be a hyperparameter (NaN, infinite or
-    negative), so that step raises ``ValueError`` when it is reached, before the value is written.
+    negative; for momentum also 1 or more), so that step raises ``ValueError`` when it is
+    reached, before the value is written. :meth:`check` runs the same test over every step of a
+    schedule of known length at once.
     """
 
-    __slots__ = ("lo", "name", "ratio", "schedule", "values")
+    __slots__ = ("lo", "name", "ratio", "schedule", "upper", "values")
 
     def __init__(self, schedule: Schedule, ratio: float = 1.0, name: str = "lr") -> None:
         self.schedule = schedule
         self.ratio = ratio
         self.name = name
+        self.upper = 1.0 if name == "momentum" else None
         self.lo = -1
         self.values: list[float] = []
+
+    def _invalid(self, value: float, step: int) -> ValueError:
+        return ValueError(
+            f"the {self.name} schedule {self.schedule!r} gives {value} at step {step}; "
+            f"{self.name} must be {valid_range(self.upper)}. Fix the schedule (for a custom "
+            "function, check it over every step it will be asked for)"
+        )
 
     def at(self, t: int) -> float:
         i = t - self.lo
         if self.lo < 0 or not 0 <= i < len(self.values):
             values = [v * self.ratio for v in self.schedule.table(t, t + _BLOCK)]
-            k = first_invalid(values)
+            k = first_invalid(values, self.upper)
             if k == 0:
-                raise ValueError(
-                    f"the {self.name} schedule {self.schedule!r} gives {values[0]} at step {t}; "
-                    f"{self.name} must be finite and >= 0. Fix the schedule (for a custom "
-                    "function, check it over every step it will be asked for)"
-                )
+                raise self._invalid(values[0], t)
             if k is not None:
                 values = values[:k]
             self.lo = t
             self.values = values
             i = 0
         return self.values[i]
+
+    def check(self) -> None:
+        """Raise the ``ValueError`` :meth:`at` would raise at the first invalid step, now, when
+        the schedule has a known length: every step up to its end, where it holds its final
+        value, is checked (vectorised). A schedule that never ends is checked as it runs."""
+        steps = getattr(self.schedule, "steps", None)
+        if steps is None:
+            return
+        for lo in range(0, int(steps) + 1, _CHECK_BLOCK):
+            t = np.arange(lo, min(int(steps) + 1, lo + _CHECK_BLOCK), dtype=np.float64)
+            values = np.asarray(self.schedule(t), dtype=np.float64) * self.ratio
+            k = first_invalid(values, self.upper)
+            if k is not None:
+                raise self._invalid(float(values[k]), lo + k)
 
     def clear(self) -> None:
         self.lo = -1
@@ -217,6 +240,7 @@ class Scheduler(LRScheduler):
         self._step_count = 1
         self._get_lr_called_within_step = False
         for table in self._tables:  # a value that cannot be written raises before any is
+            table.check()
             table.at(0)
         self._scaler = scaler
         self._updates = [0]
