@@ -15,8 +15,16 @@ from .schedules import Hyper, Schedule
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
 
-__all__ = ["new_axes", "new_figure", "plot_schedule", "save_axes", "save_figure"]
+__all__ = [
+    "new_axes",
+    "new_figure",
+    "outside_legend",
+    "plot_schedule",
+    "save_axes",
+    "save_figure",
+]
 
 
 def _require_matplotlib() -> None:
@@ -78,6 +86,27 @@ def save_axes(ax: Axes, path: str | os.PathLike[str]) -> None:
     if not isinstance(fig, Figure):
         raise ValueError("the axes belong to no figure")
     save_figure(fig, path)
+
+
+def outside_legend(ax: Axes, *twins: Axes, fontsize: float = 8) -> Legend:
+    """One legend for the labelled lines of ``ax`` and of its ``twins`` (such as a ``twinx``),
+    drawn at the upper right of the figure, outside its axes, so that it hides no data; legends
+    the axes had are removed. The figure should have constrained layout (:func:`new_figure`
+    and :func:`new_axes` make it so), which makes room for the legend. Returns the legend."""
+    _require_matplotlib()
+    handles: list[Any] = []
+    labels: list[str] = []
+    for each in (ax, *twins):
+        old = each.get_legend()
+        if old is not None:
+            old.remove()
+        more, words = each.get_legend_handles_labels()
+        handles += more
+        labels += words
+    fig = ax.get_figure()
+    if fig is None:
+        raise ValueError("the axes belong to no figure: draw them in one first")
+    return fig.legend(handles, labels, loc="outside right upper", fontsize=fontsize)
 
 
 def plot_schedule(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._files import atomic_write_text
-from ..plot import new_figure
+from ..plot import new_figure, outside_legend
 from .grid_figure import peak_grid_figure
 from .store import RunDir
 from .summary import Arm, Speedup, fmt_values, group_arms, speedup
@@ -159,10 +159,12 @@ def _curves_figure(arms: list[Arm], metric_name: str) -> Figure | None:
     return fig
 
 
-def _headline_figure(head: Speedup, metric_name: str, rivals: str) -> str:
+def _headline_plot(head: Speedup, metric_name: str) -> Figure:
     """The claimant's and the best rival's validation metric against steps (mean ± std over
-    seeds), the target (the rival's mean final metric) and each one's mean steps to it."""
-    fig = new_figure(9, 4.2)
+    seeds), the target (the rival's mean final metric) and each one's mean steps to it, marked
+    by a dotted line and a dot and given in the legend (outside the axes, so that no number
+    lands on another or on the curves)."""
+    fig = new_figure(10, 4.2)
     ax = fig.subplots()
     tops, lows = [], []
     for arm, steps, color in (
@@ -180,17 +182,9 @@ def _headline_figure(head: Speedup, metric_name: str, rivals: str) -> str:
         if arm is head.claimant and head.reached == 0:
             continue  # no steps to mark
         mean = float(np.mean(steps))
-        ax.axvline(mean, color=color, ls=":", lw=1.3)
+        label = f"{arm.label}: {mean:.0f} steps to the target"
+        ax.axvline(mean, color=color, ls=":", lw=1.3, label=label)
         ax.plot([mean], [head.target], "o", color=color, ms=7, zorder=5)
-        ax.annotate(
-            f"{mean:.0f} steps",
-            (mean, head.target),
-            xytext=(6, -16),
-            textcoords="offset points",
-            color=color,
-            fontsize=9,
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
-        )
     ax.axhline(head.target, color="0.3", ls="--", lw=1.0, label=f"target {head.target:.4g}")
     if tops and lows:  # the last third of the climb to the target, where the arms differ
         span = max(tops) - min(lows)
@@ -202,14 +196,20 @@ def _headline_figure(head: Speedup, metric_name: str, rivals: str) -> str:
         title=f"{head.claimant.label}: {head.words(metric_name)}",
     )
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    outside_legend(ax)
+    return fig
+
+
+def _headline_figure(head: Speedup, metric_name: str, rivals: str) -> str:
+    """:func:`_headline_plot` with its caption, as HTML."""
     caption = (
         f"{head.describe(metric_name)}. {head.baseline.label} has the highest mean final "
         f"{metric_name} of the {rivals}; its mean final {metric_name} is the target (dashed). "
         "Lines: the mean over seeds; bands: ± one standard deviation; dotted lines and dots: "
-        "the mean steps to the target, at the first evaluation that reaches it."
+        "the mean steps to the target (given in the legend), at the first evaluation that "
+        "reaches it."
     )
-    return _figure(fig, caption)
+    return _figure(_headline_plot(head, metric_name), caption)
 
 
 def _headline(arms: list[Arm], headline: object, metric_name: str) -> str:

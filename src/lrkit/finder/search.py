@@ -263,33 +263,59 @@ class TuneResult:
             return cls.from_dict(json.load(fh))
 
     def plot(self, path: str | os.PathLike[str] | None = None) -> Any:
-        """The range-test curve with the probes (by length) and the choice marked;
-        saved to ``path`` when given. Returns the matplotlib Axes."""
-        from lrkit.plot import save_axes
+        """The range-test curve (left axis) with every probe's score against its peak (right
+        axis; one colour and marker per probe length, none of them a colour of the range test,
+        the best probe of each length ringed in black and named in the legend), the peaks of
+        diverged probes (red lines) and the chosen peak (black line), with one legend outside
+        the axes, to the right. Saved to ``path`` when given (drawn without a display), else
+        drawn on a new pyplot figure. Returns the matplotlib Axes of the range test."""
+        from lrkit.plot import new_axes, outside_legend, save_axes
 
-        ax = self.range_test.plot()
+        ax, out = new_axes(path, width=10.0, height=4.5)
+        self.range_test.plot(ax)
         other = ax.twinx()
-        for steps in sorted({p.steps for p in self.probes}):
+        colors = ("C4", "C6", "C8", "C9", "C5")  # the range test draws in C0-C3, grey and black
+        markers = ("o", "s", "^", "D", "v")
+        sign = 1.0 if self.maximize else -1.0
+        for i, steps in enumerate(sorted({p.steps for p in self.probes})):
             ps = sorted((p for p in self.probes if p.steps == steps), key=lambda p: p.peak)
-            ok = [p for p in ps if not p.diverged]
+            ok = [p for p in ps if not p.diverged and math.isfinite(p.score)]
+            if not ok:
+                continue
+            color, marker = colors[i % len(colors)], markers[i % len(markers)]
+            best = max(ok, key=lambda p: sign * p.score)
             other.plot(
                 [p.peak for p in ok],
                 [p.score for p in ok],
-                "o-",
-                label=f"probes, {steps} steps",
+                color=color,
+                marker=marker,
+                lw=1.4,
+                ms=6,
+                label=f"probes, {steps} steps (best: {best.peak:.3g}, {best.score:.4g})",
             )
-            bad = [p.peak for p in ps if p.diverged]
-            if bad:
-                other.plot(bad, [np.nan] * len(bad), "x")
-                for b in bad:
-                    ax.axvline(b, color="red", alpha=0.3, lw=1)
-        other.set_ylabel(f"probe {self.score_name}")
+            other.plot(
+                [best.peak],
+                [best.score],
+                ls="none",
+                marker=marker,
+                ms=12,
+                mfc="none",
+                mec="black",
+                mew=1.5,
+                zorder=6,
+                label="_nolegend_",
+            )
+        for j, peak in enumerate(sorted({p.peak for p in self.probes if p.diverged})):
+            label = "diverged probe" if j == 0 else "_nolegend_"
+            ax.axvline(peak, color="red", alpha=0.3, lw=1, label=label)
+        other.margins(y=0.12)  # room for the rings at the highest and lowest scores
+        better = "higher" if self.maximize else "lower"
+        other.set_ylabel(f"probe {self.score_name} ({better} is better)")
         ax.axvline(self.peak, color="black", lw=2, label=f"tuned peak {self.peak:.3g}")
-        ax.legend(loc="upper left", fontsize=8)
-        other.legend(loc="upper right", fontsize=8)
+        outside_legend(ax, other)
         ax.set_title(f"tune_lr: peak {self.peak:.3g} for {self.total_steps} steps")
-        if path is not None:
-            save_axes(ax, path)
+        if out is not None:
+            save_axes(ax, out)
         return ax
 
 
