@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrkit.finder import (
     analyze_curve,
     ema,
+    range_test,
     suggest_lr,
     suggest_lrkit,
     suggest_minimum,
@@ -44,9 +49,27 @@ def test_steepest_golden_and_none_without_descent() -> None:
     # drops per decade: 0.1, 1.0, 0.2, -3 -> np.gradient is steepest at 1e-3 / 1e-2; the
     # centred differences are (0.1+1)/2=0.55 at 1e-3 and (1+0.2)/2=0.6 at 1e-2
     losses = [3.0, 2.9, 1.9, 1.7, 4.7]
-    assert suggest_steepest(lrs, losses) == pytest.approx(1e-2)
-    assert suggest_steepest(lrs, [1.0, 2.0, 3.0, 4.0, 5.0]) is None
-    assert suggest_steepest(lrs[:2], [2.0, 1.0]) is None
+    whole = {"skip_start": 0, "skip_end": 0}
+    assert suggest_steepest(lrs, losses, **whole) == pytest.approx(1e-2)
+    assert suggest_steepest(lrs, [1.0, 2.0, 3.0, 4.0, 5.0], **whole) is None
+    assert suggest_steepest(lrs[:2], [2.0, 1.0], **whole) is None
+    # pytorch-lr-finder's default skips (10 and 5) need 17 points
+    assert suggest_steepest(lrs, losses) is None
+
+
+def test_steepest_skips_the_first_ten_and_last_five_points() -> None:
+    lrs = exp_lrs(20, 1e-6, 1.0)
+    # the largest drops lie at the first step (index 0 -> 1) and in the last five points; the
+    # points read are 10..14: [5, 4.8, 4.0, 3.9, 3.85], whose np.gradient per step is
+    # [-0.2, -0.5, -0.45, -0.075, -0.05]: steepest at index 11
+    losses = [10.0] + [5.0] * 10 + [4.8, 4.0, 3.9, 3.85] + [3.0, 1.0, -5.0, -20.0, -60.0]
+    assert suggest_steepest(lrs, losses) == pytest.approx(lrs[11])
+    assert suggest_steepest(lrs, losses, skip_start=0, skip_end=0) == pytest.approx(lrs[-1])
+    assert suggest_steepest(lrs, losses, skip_start=0, skip_end=5) == pytest.approx(lrs[0])
+    with pytest.raises(ValueError, match="skip_start must be a whole number >= 0"):
+        suggest_steepest(lrs, losses, skip_start=-1)
+    short = suggest_lr(lrs[:16], losses[:16], "steepest")
+    assert short.lr is None and "too few finite points (16)" in short.reason
 
 
 def test_steepest_respects_exponential_spacing() -> None:
@@ -324,3 +347,84 @@ def test_a_flat_curve_that_diverges_has_no_clear_descent_whatever_the_noise_draw
         assert found.lr is None
         assert found.reason.startswith("no clear descent"), (seed, found.reason)
         assert "steps=300" in found.reason
+
+
+@settings(max_examples=20, deadline=None)
+@given(curves(), st.sampled_from(["lrkit", "steepest", "valley"]))
+def test_bands_lie_within_the_sweep(curve: tuple[np.ndarray, np.ndarray], method: str) -> None:
+    lrs, losses = curve
+    s = suggest_lr(lrs, losses, method, n_boot=50)  # type: ignore[arg-type]
+    assert s.lr is not None and s.low is not None and s.high is not None
+    assert lrs[0] <= s.low <= s.lr <= s.high <= lrs[-1]
+
+
+# -- steepest against pytorch-lr-finder ---------------------------------------------------------
+
+
+def _mlp_task(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[Any]]:
+    """A 20-64-2 MLP with plain SGD on make_classification data, as a user would set it up."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=1024, n_features=20, n_informative=10, random_state=seed)
+    xs, ys = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return model, opt, [(xs[i : i + 32], ys[i : i + 32]) for i in range(0, 1024, 32)]
+
+
+def _their_suggestion(finder: Any) -> float:
+    """The suggestion pytorch-lr-finder's ``plot(suggest_lr=True)`` reads off
+    ``finder.history`` (with its default skips)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, theirs = finder.plot(ax=ax, suggest_lr=True)
+    plt.close(fig)
+    return float(theirs)
+
+
+def _lr_finder(seed: int) -> Any:
+    """pytorch-lr-finder's ``LRFinder`` over :func:`_mlp_task`'s model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from torch_lr_finder import LRFinder
+
+    model, opt, batches = _mlp_task(seed)
+    return LRFinder(model, opt, torch.nn.CrossEntropyLoss(), device="cpu"), batches
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 9, 10, 11])
+def test_steepest_is_pytorch_lr_finders_suggestion_on_its_own_sweep(seed: int) -> None:
+    finder, batches = _lr_finder(seed)
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        finder.range_test(loader, start_lr=1e-7, end_lr=10, num_iter=100)  # its defaults
+    lrs, smoothed = np.asarray(finder.history["lr"]), np.asarray(finder.history["loss"])
+    ours = suggest_steepest(lrs, smoothed)
+    assert ours == _their_suggestion(finder)
+    assert ours is not None and ours >= lrs[10]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 9, 10, 11])
+def test_steepest_is_pytorch_lr_finders_suggestion_on_lrkits_curve(seed: int) -> None:
+    # on seeds 9-11 the moving average's first steps fell fastest, and the rule answered the
+    # sweep's first LR (1e-7) with a band reaching down to 6e-14
+    model, opt, batches = _mlp_task(seed)
+    result = range_test(model, opt, batches, torch.nn.functional.cross_entropy)
+    finder, _ = _lr_finder(seed)
+    finder.history = {"lr": list(result.lrs), "loss": list(result.smoothed)}
+    s = result.suggest("steepest")
+    assert s.lr == _their_suggestion(finder)
+    assert s.lr is not None and s.low is not None and s.high is not None
+    assert s.lr >= result.lrs[10] > result.lrs[0]
+    assert result.lrs[0] <= s.low <= s.lr <= s.high <= result.lrs[-1]

@@ -4,8 +4,9 @@ Every rule is a pure function of ``(lrs, losses)`` (NumPy arrays in, a float or 
 
 - :func:`suggest_minimum` -- the LR at the minimum of the smoothed loss, divided by 10 (the rule
   of the CLR literature, e.g. the PyTorch tutorial and fastai's ``minimum``).
-- :func:`suggest_steepest` -- the LR where the smoothed loss falls fastest per unit of log-LR
-  (pytorch-lr-finder's suggestion, fastai's ``steep``).
+- :func:`suggest_steepest` -- the LR where the smoothed loss falls fastest per unit of log-LR,
+  leaving out the first 10 and the last 5 points of the sweep (pytorch-lr-finder's suggestion,
+  fastai's ``steep``).
 - :func:`suggest_valley` -- a point two thirds of the way down the longest descending stretch of
   the smoothed loss (the idea of fastai's ``valley``).
 - :func:`suggest_lrkit` -- lrkit's default rule, below; it reads the *raw* losses and does its own
@@ -77,6 +78,8 @@ import numpy.typing as npt
 
 __all__ = [
     "METHODS",
+    "STEEPEST_SKIP_END",
+    "STEEPEST_SKIP_START",
     "CurveAnalysis",
     "Method",
     "Suggestion",
@@ -104,6 +107,13 @@ _NOISE_FACTOR = 2.0
 _BASIN_TOLERANCE = 0.10
 _PEAK_FACTOR = 0.5
 _LN10 = math.log(10.0)
+
+STEEPEST_SKIP_START = 10
+"""Points :func:`suggest_steepest` leaves out at the start of a curve (pytorch-lr-finder's
+default ``skip_start``)."""
+STEEPEST_SKIP_END = 5
+"""Points :func:`suggest_steepest` leaves out at the end of a curve (pytorch-lr-finder's
+default ``skip_end``)."""
 
 
 @dataclass(frozen=True)
@@ -208,18 +218,37 @@ def suggest_minimum(lrs: ArrayLike, losses: ArrayLike) -> float | None:
     return float(x[int(np.argmin(y))] / 10.0)
 
 
-def suggest_steepest(lrs: ArrayLike, losses: ArrayLike) -> float | None:
-    """The LR where ``losses`` fall fastest per unit of log-LR.
+def suggest_steepest(
+    lrs: ArrayLike,
+    losses: ArrayLike,
+    *,
+    skip_start: int = STEEPEST_SKIP_START,
+    skip_end: int = STEEPEST_SKIP_END,
+) -> float | None:
+    """The LR where ``losses`` fall fastest per unit of log-LR, away from the ends of the sweep.
 
-    The derivative is ``np.gradient(losses, ln(lrs))``, so exponential spacing is respected (a
-    linear sweep is not biased towards its densely sampled end). This is the suggestion of
-    pytorch-lr-finder and fastai's ``steep``. It fails badly when the loss spikes and recovers
-    during the sweep: the recovery is the steepest drop. ``None`` when the loss never falls or
-    there are fewer than 3 points.
+    The rule of pytorch-lr-finder (its ``plot(suggest_lr=True)``) and fastai's ``steep``: the
+    first ``skip_start`` and the last ``skip_end`` points are left out (pytorch-lr-finder's
+    defaults, 10 and 5), and the suggestion is the LR at the most negative
+    ``np.gradient(losses, ln(lrs))`` of the rest. The first points of a smoothed curve move most
+    from one step to the next (the moving average has seen only a few losses, so noise alone
+    can make them the steepest drop, at the very first LR of the sweep), and the last ones are
+    the divergence; on an exponential sweep the gradient per unit of log-LR has its minimum
+    where pytorch-lr-finder's gradient per step has, and on a linear sweep it is not biased
+    towards the densely sampled end. The answer always lies within the points read. Pass the
+    smoothed loss. It fails badly when the loss spikes and recovers during the sweep: the
+    recovery is the steepest drop.
+
+    ``None`` when fewer than ``skip_start + skip_end + 2`` points are finite (pytorch-lr-finder
+    refuses such a curve too) or the loss never falls between the skipped ends.
     """
+    for name, value in (("skip_start", skip_start), ("skip_end", skip_end)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
     x, y = _as_curve(lrs, losses)
-    if y.size < 3:
+    if y.size < max(3, skip_start + skip_end + 2):
         return None
+    x, y = x[skip_start : y.size - skip_end], y[skip_start : y.size - skip_end]
     grad = np.gradient(y, np.log(x))
     i = int(np.argmin(grad))
     if grad[i] >= 0:
@@ -418,15 +447,21 @@ _CLASSIC: dict[str, Callable[[ArrayLike, ArrayLike], float | None]] = {
 }
 
 
-def _percentile_band(values: Sequence[float], lr: float, *, centred: bool) -> tuple[float, float]:
+def _percentile_band(
+    values: Sequence[float], lr: float, *, centred: bool, within: tuple[float, float]
+) -> tuple[float, float]:
     """10th-90th percentile of ``values`` in log space; ``centred`` shifts it so that the
-    median of ``values`` sits on ``lr`` (corrects the bootstrap's bias). Always contains lr."""
+    median of ``values`` sits on ``lr`` (corrects the bootstrap's bias). Kept within the swept
+    range ``within`` (a shift could carry it past either end) and always contains lr."""
     logs = np.log(np.asarray(values, dtype=np.float64))
     low, high = np.percentile(logs, [10, 90])
     if centred:
         shift = math.log(lr) - float(np.median(logs))
         low, high = low + shift, high + shift
-    return min(float(np.exp(low)), lr), max(float(np.exp(high)), lr)
+    first, last = within
+    low_lr = min(max(float(np.exp(low)), first), lr)
+    high_lr = max(min(float(np.exp(high)), last), lr)
+    return low_lr, high_lr
 
 
 def suggest_lr(
@@ -478,11 +513,20 @@ def suggest_lr(
         lr = rule(x, y)
         reason = {
             "minimum": "the LR at the minimum of the smoothed loss, divided by 10",
-            "steepest": "the steepest descent of the smoothed loss per unit of log-LR",
+            "steepest": (
+                "the steepest descent of the smoothed loss per unit of log-LR, leaving out the "
+                f"first {STEEPEST_SKIP_START} and the last {STEEPEST_SKIP_END} points"
+            ),
             "valley": "two thirds down the longest descending stretch of the smoothed loss",
         }[method]
         if lr is None:
             reason = "no finite losses" if y.size == 0 else "the smoothed loss never decreases"
+            short = STEEPEST_SKIP_START + STEEPEST_SKIP_END + 2
+            if method == "steepest" and 0 < y.size < short:
+                reason = (
+                    f"too few finite points ({y.size}): the rule leaves out the first "
+                    f"{STEEPEST_SKIP_START} and the last {STEEPEST_SKIP_END} and needs {short}"
+                )
     if lr is None:
         return Suggestion(None, None, None, method, reason)
 
@@ -505,7 +549,7 @@ def suggest_lr(
         reason += "; band from a bootstrap of the curve"
     if not values:
         return Suggestion(lr, lr, lr, method, reason)
-    low, high = _percentile_band(values, lr, centred=len(curves) < 2)
+    low, high = _percentile_band(values, lr, centred=len(curves) < 2, within=(x[0], x[-1]))
     return Suggestion(lr, low, high, method, reason)
 
 
