@@ -219,3 +219,16 @@ def test_compare_runs_a_grid(tmp_path: Path) -> None:
         "adam one-cycle/seed=0",
     }
     assert "adam one-cycle" in out.stdout
+
+
+def test_find_with_a_budget_numbers_rounds_as_its_json_does(tmp_path: Path) -> None:
+    out = lrkit("find", "--task", "wine-mlp", "--budget", "0.5", "--out", "tune", cwd=tmp_path)
+    saved = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    rows = [
+        [cell.strip() for cell in line.strip("│ ").split("│")]
+        for line in out.stdout.splitlines()
+        if line.startswith("│")
+    ]
+    assert [row[1] for row in rows] == [str(p["steps"]) for p in saved["probes"]]
+    assert [int(row[3]) for row in rows] == [p["round"] for p in saved["probes"]]
+    assert saved["probes"] and min(p["round"] for p in saved["probes"]) == 1

@@ -367,3 +367,48 @@ def test_the_readme_task_example_runs_from_the_current_folder(tmp_path: Path) ->
     assert (tmp_path / "rt" / "range_test.json").exists()
     same = lrkit("find", "--task", "./mytask.py:make_task", "--steps", "30", cwd=tmp_path)
     assert "suggested learning rates" in same.stdout
+
+
+def test_ctrl_c_in_the_range_test_of_a_search_says_where_it_stopped(tmp_path: Path) -> None:
+    tiny(tmp_path)
+    mark = tmp_path / "started"
+    args = ["find", "--task", "tiny:make", "--budget", "0.5", "--total-steps", "2000"]
+    proc = start([*args, "--out", "tune"], tmp_path, TINY_MARK=str(mark), TINY_SLEEP="0.05")
+    wait_for(mark.exists, proc, "the range test started")  # 100 steps of at least 0.05 s
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    err = " ".join(err.split())
+    stopped = re.search(
+        r"interrupted: in the range test of the search, after (\d+) of its (\d+) steps; "
+        r"nothing was written",
+        err,
+    )
+    assert stopped is not None, err
+    assert 1 <= int(stopped.group(1)) < int(stopped.group(2)) == 100
+    assert "before the range test started" not in err and "Traceback" not in err
+    assert "probes on" not in out and not (tmp_path / "tune").exists()
+
+
+def test_ctrl_c_in_a_weight_decay_test_names_the_value_and_the_step(tmp_path: Path) -> None:
+    tiny(tmp_path)
+    mark = tmp_path / "started"
+    args = ["find", "--task", "tiny:make", "--test", "weight-decay", "--steps", "3000"]
+    proc = start([*args, "--out", "wd"], tmp_path, TINY_MARK=str(mark), TINY_SLEEP="0.01")
+    wait_for(mark.exists, proc, "the first range test started")
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    err = " ".join(err.split())
+    stopped = re.search(
+        r"interrupted: in the range test of weight decay 0\.001 \(1 of 4\) of the weight-decay "
+        r"test, after (\d+) of its 3000 steps; the partial curves are in wd/weight_decay_test.png "
+        r"and wd/weight_decay_test.json; no value is recommended",
+        err,
+    )
+    assert stopped is not None, err
+    saved = json.loads((tmp_path / "wd" / "weight_decay_test.json").read_text())
+    assert saved["values"] == [0.001]
+    assert len(saved["results"][0]["lrs"]) == int(stopped.group(1))

@@ -442,3 +442,16 @@ def test_repeats_of_different_lengths_share_the_common_range() -> None:
     assert len(res.lrs) == len(res.losses) == 12
     assert [len(c) for c in res.repeat_losses] == [12, 12]
     assert res.suggest("minimum").lr is not None
+
+
+@pytest.mark.parametrize(
+    "val_data",
+    [[], torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 8)))],
+    ids=["list", "DataLoader"],
+)
+def test_empty_val_data_is_named_before_anything_changes(val_data: Any) -> None:
+    model, opt = _setup()
+    before = capture(model, opt)
+    with pytest.raises(ValueError, match=r"^val_data is empty: .*leave val_data out"):
+        range_test(model, opt, make_data(), nn.CrossEntropyLoss(), val_data=val_data)
+    assert_same_state(before, capture(model, opt))

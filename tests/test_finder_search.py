@@ -19,7 +19,7 @@ from torch import nn
 from lrkit import schedules as S
 from lrkit.finder import search
 from lrkit.finder.search import Probe, TuneResult, tune_lr
-from strategies_finder import assert_same_state, capture, make_data, mlp
+from strategies_finder import assert_same_state, capture, make_data, mlp, pretrain
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -249,7 +249,7 @@ def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
     a = _tuned(data, val, 400, budget=0.5, seed=3)
     assert isinstance(a, TuneResult) and a.peak > 0 and math.isfinite(a.peak)
     assert 0 < a.spent <= 0.5
-    assert a.probes and {p.round for p in a.probes} <= {0, 1}
+    assert a.probes and {p.round for p in a.probes} <= {1, 2}
     assert a.score_name == "metric" and a.holdout is None
     assert len(a.range_test.lrs) >= 10
 
@@ -390,3 +390,136 @@ def test_without_a_basin_the_probes_start_from_the_optimizers_own_lr() -> None:
     assert anchor == 0.1 and "usual learning rate" in source
     adam = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-7)
     assert search._usual_lr(adam) == 1e-3
+
+
+# -- Ctrl-C and a loss that is never finite: nothing comes back, everything is restored ---------
+
+
+class _Calls:
+    """``cross_entropy`` that counts its calls, raises ``exc`` at call number ``at`` (if any)
+    and returns ``value`` times the loss when given (NaN, inf)."""
+
+    def __init__(self, at: int = 0, exc: BaseException | None = None, value: float = 1.0) -> None:
+        self.calls, self.at, self.exc, self.value = 0, at, exc, value
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.exc is not None and self.calls == self.at:
+            raise self.exc
+        return nn.functional.cross_entropy(out, y) * self.value
+
+
+def _pretrained() -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The search's model with momentum buffers in its optimizer, and the global RNGs drawn
+    away from their seeds, so that a restore has something to restore."""
+    model, opt = _setup()
+    pretrain(model, opt, make_data(), steps=3)
+    torch.rand(3)
+    np.random.rand(2)
+    return model, opt
+
+
+def _search_with(loss_fn: Any, progress: Any = None) -> TuneResult:
+    model, opt = _pretrained()
+    data, val = _split(384)
+    return tune_lr(
+        model, opt, data, loss_fn, val_data=val, total_steps=400, budget=0.5, progress=progress
+    )
+
+
+def _interrupted_at(at: int) -> tuple[search.TuneInterrupted, dict[str, Any], dict[str, Any]]:
+    """Ctrl-C at the ``at``-th call of the loss: the exception and the state before and after."""
+    model, opt = _pretrained()
+    data, val = _split(384)
+    before = capture(model, opt)
+    with pytest.raises(KeyboardInterrupt) as info:
+        tune_lr(
+            model,
+            opt,
+            data,
+            _Calls(at, KeyboardInterrupt()),
+            val_data=val,
+            total_steps=400,
+            budget=0.5,
+        )
+    assert isinstance(info.value, search.TuneInterrupted)
+    return info.value, before, capture(model, opt)
+
+
+def test_ctrl_c_in_the_range_test_raises_after_restoring_everything() -> None:
+    stopped, before, after = _interrupted_at(7)
+    assert stopped.where.startswith("in the range test of the search, after 6 of its ")
+    assert_same_state(before, after)
+
+
+def test_ctrl_c_in_a_probe_or_its_validation_raises_after_restoring_everything() -> None:
+    counted = _Calls()
+    full = _search_with(counted)
+    swept = len(full.range_test.lrs) + (full.range_test.extended_from or 0)
+    first = full.probes[0]
+    assert not first.diverged and first.round == 1
+    stopped, before, after = _interrupted_at(swept + 5)  # the first probe's fifth update
+    assert stopped.where == (
+        f"in the probes of the search: probe 1 of {len(_first_round(full))} of round 1 "
+        f"(peak {first.peak:.3g}), after 4 of its {first.steps} steps"
+    )
+    assert_same_state(before, after)
+    stopped, before, after = _interrupted_at(swept + first.steps + 1)  # its validation
+    assert stopped.where.startswith("in the probes of the search: validating probe 1 of ")
+    assert_same_state(before, after)
+    assert counted.calls > swept + first.steps + 1
+
+
+def _first_round(result: TuneResult) -> list[Probe]:
+    return [p for p in result.probes if p.round == 1]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_loss_never_finite_raises_after_restoring_everything(value: float) -> None:
+    model, opt = _pretrained()
+    data, val = _split(384)
+    before = capture(model, opt)
+    with pytest.raises(ValueError, match="not finite") as info:
+        tune_lr(model, opt, data, _Calls(value=value), val_data=val, total_steps=400, budget=0.5)
+    message = " ".join(str(info.value).split())
+    assert "at any learning rate tried" in message
+    assert "the loss function, the data" in message and "initialisation" in message
+    assert_same_state(before, capture(model, opt))
+
+
+@pytest.mark.parametrize(
+    "val_data",
+    [[], torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 8)))],
+    ids=["list", "DataLoader"],
+)
+def test_empty_val_data_is_named_before_anything_changes(val_data: Any) -> None:
+    model, opt = _pretrained()
+    before = capture(model, opt)
+    with pytest.raises(ValueError, match=r"^val_data is empty: .*pass the batches"):
+        tune_lr(
+            model,
+            opt,
+            make_data(),
+            nn.functional.cross_entropy,
+            val_data=val_data,
+            total_steps=400,
+        )
+    assert_same_state(before, capture(model, opt))
+
+
+def test_rounds_count_from_one_in_the_result_and_its_json(tmp_path: Path) -> None:
+    data, val = _split()
+    found = _tuned(data, val, 400, budget=0.5, seed=3)
+    assert {p.round for p in found.probes} == {1}
+    found.to_json(tmp_path / "tune.json")
+    saved = json.loads((tmp_path / "tune.json").read_text())
+    assert [p["round"] for p in saved["probes"]] == [p.round for p in found.probes]
+    assert TuneResult.from_json(tmp_path / "tune.json").probes == found.probes
+
+
+def test_progress_covers_the_range_test_in_the_search_units() -> None:
+    seen: list[tuple[int, int]] = []
+    found = _search_with(nn.functional.cross_entropy, lambda d, t, lr, loss: seen.append((d, t)))
+    swept = len(found.range_test.lrs) + (found.range_test.extended_from or 0)
+    assert seen[:swept] == [(i + 1, 200) for i in range(swept)]
+    assert all(t == 200 for _, t in seen) and seen[-1][0] <= 200

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -93,11 +95,13 @@ def register(app: typer.Typer) -> None:
         the result is the same on every rank and rank 0 prints and writes it.
         """
         from ..finder import METHODS
+        from ..finder.search import TuneInterrupted
         from ..finder.task import find_lr
         from ..tasks import get_task
 
         if test not in ("lr", "weight-decay", "momentum"):
             raise fail(ValueError(f"--test must be lr, weight-decay or momentum, not {test!r}"))
+        where = _Where(out)
         try:
             check_writable_dir(out)
             grid = _parse_values(values)
@@ -114,7 +118,8 @@ def register(app: typer.Typer) -> None:
                 )
             t = get_task(task)
             if budget is not None:
-                where = {"backend": backend, "address": address}
+                where.at("before the search started, while the task was set up")
+                placement = {"backend": backend, "address": address}
                 spec: Task | str = t if backend == "local" else task
                 _tune(
                     t,
@@ -126,10 +131,12 @@ def register(app: typer.Typer) -> None:
                     weight_decay,
                     out,
                     spec,
+                    placement,
                     where,
                 )
                 return
             if test != "lr":
+                where.at(f"before the {test} test's first range test")
                 _hyper(
                     t,
                     test,
@@ -142,9 +149,12 @@ def register(app: typer.Typer) -> None:
                     start_lr,
                     end_lr,
                     out,
+                    where,
                 )
                 return
-            with range_test_progress(f"range test {t.name}") as progress:
+            where.at("before the range test started")
+            with range_test_progress(f"range test {t.name}") as bar:
+                progress = where.follow(bar, _lr_sweep)
                 result = find_lr(
                     t,
                     optimizer,
@@ -159,12 +169,20 @@ def register(app: typer.Typer) -> None:
                 )
         except (ValueError, TypeError) as err:
             raise fail(err) from err
+        except TuneInterrupted as err:
+            raise interrupted(f"{err.where}; nothing was written") from None
         except KeyboardInterrupt:
-            raise interrupted("before the range test started; nothing was written") from None
-        if distributed.is_writer():
-            out.mkdir(parents=True, exist_ok=True)
-        result.plot(out / "range_test.png")
-        result.to_json(out / "range_test.json")
+            raise interrupted(where.message()) from None
+        try:
+            where.at("after the range test, before its result was written")
+            if distributed.is_writer():
+                out.mkdir(parents=True, exist_ok=True)
+            where.writing = True
+            result.plot(out / "range_test.png")
+            result.to_json(out / "range_test.json")
+            where.writing = False
+        except KeyboardInterrupt:
+            raise interrupted(where.message()) from None
         if result.stop_reason == "interrupted":
             raise interrupted(
                 f"the range test stopped after {len(result.lrs)} of {steps} steps; "
@@ -207,7 +225,8 @@ def _tune(
     weight_decay: float,
     out: Path,
     spec: Task | str,
-    where: dict[str, Any],
+    placement: dict[str, Any],
+    where: _Where,
 ) -> None:
     from ..finder.task import tune_task
 
@@ -221,19 +240,25 @@ def _tune(
             total_steps=total_steps,
             weight_decay=weight_decay,
             progress=progress,
-            **where,
+            **placement,
         )
+    where.at("after the search, before its result was written")
     if distributed.is_writer():
         out.mkdir(parents=True, exist_ok=True)
     png, js = out / "tune.png", out / "tune.json"
+    where.writing = True
     result.plot(png)
     result.to_json(js)
-    table = Table(title=f"probes on {t.name} ({result.score_name}, higher is better)")
+    where.writing = False
+    where.at("after the search")
+    where.written = f"{png} and {js} were written"
+    better = "higher" if result.maximize else "lower"
+    table = Table(title=f"probes on {t.name} ({result.score_name}, {better} is better)")
     for col in ("peak", "steps", result.score_name, "round"):
         table.add_column(col)
     for p in result.probes:
         score = "diverged" if p.diverged else fmt(p.score, 4)
-        table.add_row(fmt(p.peak), str(p.steps), score, str(p.round + 1))
+        table.add_row(fmt(p.peak), str(p.steps), score, str(p.round))
     console.print(table)
     console.print(
         f"tuned one-cycle peak for {result.total_steps} steps: [bold]{fmt(result.peak)}[/bold] "
@@ -243,6 +268,68 @@ def _tune(
     )
     console.print(f"how: {result.reason}", highlight=False)
     console.print(f"wrote {png} and {js}")
+
+
+class _Where:
+    """How far ``lrkit find`` got, for the message after Ctrl-C: what it was doing (the step of
+    the range test it was in, from the progress callback) and what it had written."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.doing = "before the work started"
+        self.written = "nothing was written"
+        self.writing = False
+        self.sweeping = False
+        self.sweeps = self.done = self.total = 0
+        self.name = "the range test"
+
+    def at(self, doing: str) -> None:
+        """Note what the command does now (outside a range test)."""
+        self.doing, self.sweeping = doing, False
+
+    def follow(
+        self, update: Callable[[int, int, float, float], None], sweep: Callable[[int], str]
+    ) -> Callable[[int, int, float, float], None]:
+        """A progress callback that feeds ``update`` and notes the step reached; ``sweep(k)``
+        names the ``k``-th range test that reports to it (1 first)."""
+
+        def progress(done: int, total: int, lr: float, loss: float) -> None:
+            if not self.sweeping or done <= self.done:
+                self.sweeps += 1
+                self.name = sweep(self.sweeps)
+            self.sweeping = True
+            self.done, self.total = done, total
+            update(done, total, lr, loss)
+
+        return progress
+
+    def message(self) -> str:
+        """Where Ctrl-C stopped the command, and what it left written."""
+        if self.writing:
+            return f"while the results were written to {self.out}; they may be incomplete"
+        doing = self.doing
+        if self.sweeping:
+            doing = f"in {self.name}, after {self.done} of its {self.total} steps"
+        return f"{doing}; {self.written}"
+
+
+def _lr_sweep(k: int) -> str:
+    """The name of the ``k``-th sweep of ``lrkit find``'s range test (1 first)."""
+    return "the range test" if k == 1 else "the range test's second, longer sweep"
+
+
+def _grid(name: HyperName, grid: list[float] | None) -> list[float]:
+    """The values Smith's test runs: ``grid``, else the library's default grid."""
+    if grid is not None:
+        return grid
+    from ..finder.hyper import momentum_test, weight_decay_test
+
+    test, arg = (
+        (weight_decay_test, "weight_decays")
+        if name == "weight_decay"
+        else (momentum_test, "momentums")
+    )
+    return [float(v) for v in inspect.signature(test).parameters[arg].default]
 
 
 def _parse_values(values: str | None) -> list[float] | None:
@@ -268,12 +355,20 @@ def _hyper(
     start_lr: float,
     end_lr: float,
     out: Path,
+    where: _Where,
 ) -> None:
     from ..finder.task import hyper_test_task
 
     name: HyperName = "weight_decay" if test == "weight-decay" else "momentum"
     label = name.replace("_", " ")
-    with range_test_progress(f"{test} test {t.name} (one sweep per value)") as progress:
+    tried = _grid(name, grid)
+
+    def sweep(k: int) -> str:
+        value = f"{label} {tried[k - 1]:g} " if k <= len(tried) else ""
+        return f"the range test of {value}({k} of {len(tried)}) of the {test} test"
+
+    with range_test_progress(f"{test} test {t.name} (one sweep per value)") as bar:
+        progress = where.follow(bar, sweep)
         result = hyper_test_task(
             t,
             name,
@@ -287,12 +382,22 @@ def _hyper(
             end_lr=end_lr,
             progress=progress,
         )
+    where.at(f"after the {test} test, before its result was written")
     png, js = out / f"{name}_test.png", out / f"{name}_test.json"
+    where.writing = True
     result.plot(png)
     if distributed.is_writer():
         atomic_write_text(js, json.dumps(result.to_dict(), indent=1))
+    where.writing = False
+    where.at(f"after the {test} test")
+    where.written = f"{png} and {js} were written"
     if any(res.stop_reason == "interrupted" for res in result.results):
-        raise interrupted(f"the partial curves are in {png} and {js}; no value is recommended")
+        k, last = len(result.values), result.results[-1]
+        raise interrupted(
+            f"in the range test of {label} {result.values[-1]:g} ({k} of {len(tried)}) of the "
+            f"{test} test, after {len(last.lrs)} of its {steps} steps; the partial curves are "
+            f"in {png} and {js}; no value is recommended"
+        )
     table = Table(title=f"{label} test on {t.name}")
     for col in (label, "lowest loss (smoothed)", "lrkit lr", "stopped"):
         table.add_column(col)

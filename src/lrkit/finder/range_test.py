@@ -51,6 +51,7 @@ ProgressFn = Callable[[int, int, float, float], None]
 all repeats, ``total = steps * repeats``."""
 
 _MAX_SKIPS_PER_STEP = 50
+_EMPTY = object()
 
 
 def sweep_schedule(
@@ -463,7 +464,13 @@ def _peek_checked(
     first, first_iter = peek(data)
     validate_batch(first, has_step_fn=has_step_fn, has_loss_fn=True, what="data")
     if val_data is not None:
-        val_first, _ = peek(val_data)
+        val_first = next(iter(val_data), _EMPTY)
+        if val_first is _EMPTY:
+            raise ValueError(
+                "val_data is empty: it yielded no batches; pass the batches to score each step "
+                "on (a non-empty list or DataLoader), or leave val_data out to score the "
+                "training loss"
+            )
         validate_batch(val_first, has_step_fn=has_step_fn, has_loss_fn=True, what="val_data")
     return first_iter
 

@@ -62,7 +62,6 @@ from lrkit.engine import (
     TrainingSnapshot,
     data_generators,
     distributed,
-    peek,
     validate_batch,
 )
 from lrkit.finder.range_test import ProgressFn, range_test
@@ -76,6 +75,7 @@ __all__ = [
     "ProbeOutcome",
     "ProbeRunner",
     "ScheduleFn",
+    "TuneInterrupted",
     "TuneResult",
     "min_total_steps",
     "tune_lr",
@@ -111,8 +111,8 @@ _MAX_SKIPS = 50
 @dataclass(frozen=True)
 class Probe:
     """One short run of the schedule: its peak, length in updates, validation score (NaN when it
-    diverged), the round it belonged to (0 first), and its validation loss (the score itself
-    without ``metric_fn``; NaN when it diverged)."""
+    diverged), the round it belonged to (1 first, as ``lrkit find --budget`` prints it), and its
+    validation loss (the score itself without ``metric_fn``; NaN when it diverged)."""
 
     peak: float
     steps: int
@@ -125,7 +125,8 @@ class Probe:
 @dataclass(frozen=True)
 class ProbeJob:
     """One probe for a :data:`ProbeRunner`: train ``lr`` (the schedule at ``peak`` over
-    ``steps`` updates) from the search's start state, reseeded with ``seed``, and score it."""
+    ``steps`` updates) from the search's start state, reseeded with ``seed``, and score it
+    (``round``: 1 first)."""
 
     peak: float
     steps: int
@@ -149,6 +150,17 @@ ProbeRunner = Callable[[Sequence[ProbeJob]], Sequence[ProbeOutcome]]
 """``runner(jobs) -> outcomes`` (in the order of ``jobs``): runs the independent probes of one
 round elsewhere, e.g. as Ray tasks (:func:`lrkit.finder.task.tune_task` with
 ``backend="ray"``). Each must start from the search's start state, as the search does."""
+
+
+class TuneInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`tune_lr`. The search has no partial answer (a range test cut short
+    brackets nothing, and unfinished probes choose nothing), so none is returned; the model,
+    optimizer, scaler and RNGs are already as before when this is raised. ``where`` says where
+    it stopped, e.g. ``"in the range test of the search, after 40 of its 100 steps"``."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"tune_lr was interrupted {where}; nothing was changed")
+        self.where = where
 
 
 @dataclass
@@ -518,6 +530,20 @@ class _Prober:
         self.own_lr = max(read_value(g, "lr") for g in engine.optimizer.param_groups)
         self.usual_lr = _usual_lr(engine.optimizer)
         self.eval_cost = self.val_batches * _EVAL_COST / engine.accumulation_steps
+        self._doing = "before the first probe"
+        self._job: ProbeJob | None = None
+        self._applied = 0
+
+    def position(self) -> str:
+        """Where the probes are, in words: what :class:`TuneInterrupted` says after Ctrl-C."""
+        job = self._job
+        if job is None:
+            return f"in the probes of the search, {self._doing}"
+        what = f"{self._doing} (peak {job.peak:.3g})"
+        if self._applied < job.steps:
+            done = f"after {self._applied} of its {job.steps} steps"
+            return f"in the probes of the search: {what}, {done}"
+        return f"in the probes of the search: validating {what}"
 
     def reseed(self) -> None:
         """The same start for every run: the snapshot's state, then the search's seed."""
@@ -530,10 +556,17 @@ class _Prober:
         jobs = [ProbeJob(p, steps, round_, self.schedule(p, steps), self.seed) for p in peaks]
         outcomes: list[ProbeOutcome] = []
         if self.runner is None:
-            for job in jobs:
+            for k, job in enumerate(jobs):
+                self._doing = (
+                    f"probe {k + 1} of {len(jobs)} of round {round_}"
+                    if len(jobs) > 1
+                    else f"the probe of round {round_}"
+                )
                 outcomes.append(self.train_probe(job, self.spent))
                 self.charge(outcomes[-1])
             return [o.probe for o in outcomes]
+        self._job = None
+        self._doing = f"while the runner trained the {len(jobs)} probes of round {round_}"
         outcomes = list(self.runner(jobs))
         if len(outcomes) != len(jobs):
             raise RuntimeError(f"the probe runner gave {len(outcomes)} outcomes for {len(jobs)}")
@@ -550,6 +583,7 @@ class _Prober:
     def train_probe(self, job: ProbeJob, spent: float = 0.0) -> ProbeOutcome:
         """Train ``job.lr`` from the start state and score it (``spent``: the search's cost so
         far, for the progress callback)."""
+        self._job, self._applied = job, 0
         self.reseed()
         driver = Scheduler(self.engine.optimizer, lr=job.lr)
         stream = BatchStream(self.train)
@@ -570,6 +604,7 @@ class _Prober:
             if diverged:
                 break
             applied += 1
+            self._applied = applied
             loss = update.loss
             driver.step()
             if self.progress is not None:
@@ -578,6 +613,7 @@ class _Prober:
         score = val_loss = math.nan
         evaluated = not diverged
         if evaluated:
+            self._applied = steps
             found = self.engine.evaluate(self.val, self.metric_fn)
             score = found.metric if self.metric_fn is not None else found.loss
             val_loss = found.loss
@@ -596,6 +632,8 @@ class _Prober:
     def start_loss(self) -> float:
         """The validation loss of the start state, before any probe trains (charged as one
         evaluation): what a probe must improve on to count as having learned."""
+        self._job = None
+        self._doing = "evaluating the start state, before the walk of probes"
         self.reseed()
         self.spent += self.eval_cost
         return self.engine.evaluate(self.val).loss
@@ -673,7 +711,7 @@ def _walk(start: float, plan: _ProbePlan, prober: _Prober) -> tuple[list[Probe],
     probes: list[Probe] = []
     peak = start
     while len(probes) < plan.candidates:
-        p = prober.run_round([peak], plan.steps, 0)[0]
+        p = prober.run_round([peak], plan.steps, 1)[0]
         probes.append(p)
         if all(q.diverged for q in probes):
             peak = min(q.peak for q in probes) / _WALK_FACTOR
@@ -703,7 +741,7 @@ def _walk(start: float, plan: _ProbePlan, prober: _Prober) -> tuple[list[Probe],
     # half steps lie between the walk's own peaks (a factor of four apart): never tried yet
     refine = [x for x in sides if x < limit][:left]
     if refine:
-        probes += prober.run_round(refine, plan.steps, 1)
+        probes += prober.run_round(refine, plan.steps, 2)
     return probes, learned_any
 
 
@@ -734,6 +772,23 @@ def _anchor(
         usual_lr,
         ceiling,
         "the usual learning rate of the optimizer (the range test found no basin)",
+    )
+
+
+def _check_finite(found: RangeTestResult, probes: Sequence[Probe]) -> None:
+    """``ValueError`` when the loss was not finite at any learning rate the search tried: no
+    finite loss in the range test, and every probe diverged."""
+    if any(not p.diverged for p in probes) or np.isfinite(found.scored_losses).any():
+        return
+    tried = f"the range test from {found.lrs[0]:.3g}" if found.lrs.size else "the range test"
+    if probes:
+        peaks = [p.peak for p in probes]
+        tried += f" and {len(probes)} probes with peaks from {min(peaks):.3g} to {max(peaks):.3g}"
+    raise ValueError(
+        f"the loss was not finite (NaN or inf) at any learning rate tried ({tried}), so there is "
+        "no learning rate to choose; check the loss function, the data (NaN or inf in the "
+        "inputs or targets) and the model's initialisation: the loss of the untrained model "
+        "must be finite"
     )
 
 
@@ -801,6 +856,9 @@ def tune_lr(
         range_test_steps: the longest range test (the budget may make it shorter).
         seed: the seed of the search's randomness (data order, dropout); the result is
             deterministic for a given seed.
+        progress: ``progress(done, total, lr, loss)`` after every update of the range test and
+            of the probes; ``done`` and ``total`` count the search's cost units (updates, and a
+            third of an update per evaluation batch), ``total`` is the budget.
         runner: runs the independent probes of each round elsewhere (:data:`ProbeRunner`);
             default: here, one after another. The probes of a model and data of your own run
             here; :func:`lrkit.finder.task.tune_task` with ``backend="ray"`` passes a runner
@@ -819,7 +877,13 @@ def tune_lr(
         ValueError: a budget too small for even the range test, ``total_steps`` shorter than
             two probes, empty ``val_data``, a ``schedule`` that does not take ``(peak, steps)``,
             ``maximize`` without ``metric_fn``, and under ``torch.distributed`` arguments that
-            differ between ranks — before anything is modified.
+            differ between ranks — before anything is modified. Also a loss that is not finite
+            at any learning rate the search tries (no finite loss in the range test, and every
+            probe diverged), after everything is restored.
+        TuneInterrupted: Ctrl-C anywhere in the search (a ``KeyboardInterrupt``; its ``where``
+            says where it stopped), after everything is restored. Unlike
+            :func:`~lrkit.finder.range_test`, which returns what it swept so far, the search
+            has no partial answer.
     """
     rng = RngState.capture(train_data, val_data)
     fingerprint = {
@@ -858,8 +922,13 @@ def tune_lr(
             train, val = train_data, val_data
             if val is None:
                 train, val, holdout = _holdout(train_data, seed)
-            _, _ = peek(train)
-            val_first, _ = peek(val)
+            _first(train, "train_data", "pass the training batches")
+            val_first = _first(
+                val,
+                "val_data",
+                "pass the batches to score the probes on (a non-empty list or DataLoader), or "
+                "leave val_data out to hold out a slice of train_data",
+            )
             validate_batch(
                 val_first, has_step_fn=step_fn is not None, has_loss_fn=True, what="val_data"
             )
@@ -867,6 +936,9 @@ def tune_lr(
                 agreed["validation batches"] = (
                     len(val) if isinstance(val, Sized) else sum(1 for _ in val)
                 )
+    except KeyboardInterrupt:
+        rng.restore()
+        raise TuneInterrupted("before the search started, while checking its arguments") from None
     except BaseException:
         rng.restore()
         raise
@@ -878,6 +950,13 @@ def tune_lr(
         range_test_steps=range_test_steps, seed=seed, snapshot=snapshot, progress=progress,
         holdout=holdout, sources=(train_data, val_data), runner=runner,
     )  # fmt: skip
+
+
+def _first(data: Iterable[Any], what: str, advice: str) -> Any:
+    """The first batch of ``data``; ``ValueError`` naming ``what`` when it yields none."""
+    for batch in data:
+        return batch
+    raise ValueError(f"{what} is empty: it yielded no batches; {advice}")
 
 
 def _search(
@@ -916,6 +995,8 @@ def _search(
         accumulation_steps=accumulation_steps,
         scaler=scaler,
     )
+    prober: _Prober | None = None
+    sweep = _SweepProgress(progress, units)
     try:
         prober = _Prober(
             engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress,
@@ -924,6 +1005,7 @@ def _search(
         steps, extend = _range_plan(units, range_test_steps)
         low, high = _sweep_range(start_lr, end_lr, steps, range_test_steps)
         _reseed(seed, sources, engine.device)
+        sweep.started = True
         found = range_test(
             model,
             optimizer,
@@ -939,7 +1021,11 @@ def _search(
             snapshot=snapshot,
             extend=extend,
             band=False,
+            progress=sweep,
         )
+        if found.stop_reason == "interrupted":  # a range test cut short brackets nothing
+            raise TuneInterrupted(sweep.position())
+        sweep.finished = True
         prober.spent = float(len(found.lrs) + (found.extended_from or 0))
         plan = _probe_plan(
             units - prober.spent,
@@ -948,10 +1034,45 @@ def _search(
             bracketed=found.suggestion is not None,
         )
         return _probe_and_choose(found, plan, prober, total_steps, budget, units, holdout)
+    except KeyboardInterrupt as err:
+        if isinstance(err, TuneInterrupted):
+            raise
+        where = prober.position() if sweep.finished and prober is not None else sweep.position()
+        raise TuneInterrupted(where) from None
     finally:
         engine.close()
         snap.restore()
         snap.close()
+
+
+class _SweepProgress:
+    """The range test's ``progress`` inside the search: passes it on in the search's units (a
+    longer second sweep after one without a clear descent continues the count) and remembers
+    the step reached, to say where Ctrl-C stopped the search."""
+
+    def __init__(self, progress: ProgressFn | None, units: float) -> None:
+        self.progress = progress
+        self.units = units
+        self.started = self.finished = False
+        self.done = self.steps = self.offset = 0
+
+    def __call__(self, done: int, total: int, lr: float, loss: float) -> None:
+        if done <= self.done:  # the second sweep starts from its first step
+            self.offset += self.done
+        self.done, self.steps = done, total
+        if self.progress is not None:
+            self.progress(self.offset + done, int(self.units), lr, loss)
+
+    def position(self) -> str:
+        """Where the range test is, in words."""
+        if not self.started:
+            return "before the range test of the search started"
+        if self.steps == 0:
+            return "in the range test of the search, at its first step"
+        second = ", in its second, longer sweep" if self.offset else ""
+        return (
+            f"in the range test of the search{second}, after {self.done} of its {self.steps} steps"
+        )
 
 
 def _probe_and_choose(
@@ -986,6 +1107,7 @@ def _probe_and_choose(
         )
 
     if plan.rounds == 0:
+        _check_finite(found, [])
         return result(anchor, [], f"{source}; the budget leaves no room for probes", None)
     length = plan.steps
     # short runs prefer higher peaks: centre the first round where the prior puts the anchor
@@ -1001,13 +1123,14 @@ def _probe_and_choose(
             p1 = max((p.peak for p in probes if not p.diverged), default=anchor)
     else:
         first = _below(_around(anchor * shift, plan.candidates), ceiling)
-        probes = prober.run_round(first, length, 0)
+        probes = prober.run_round(first, length, 1)
         p1 = _vertex(probes, prober)
     p2: float | None = None
     if plan.rounds == 2:
         second = _below(_around(p1 * 2.0**-PRIOR_DRIFT, 3), ceiling)
-        probes += prober.run_round(second, 2 * length, 1)
+        probes += prober.run_round(second, 2 * length, 2)
         p2 = _vertex(probes[plan.candidates :], prober)
+    _check_finite(found, probes)
     diverged = [p.peak for p in probes if p.diverged]
     cap = ceiling
     if diverged:
