@@ -346,7 +346,7 @@ def test_help_reads_in_whole_sentences(tmp_path: Path) -> None:
         ).stdout
 
     assert (
-        "The README's main job: one cycle at the tuned peak against the best constant LR."
+        "The README's main job: lrkit's peak against the usual LR and a grid of peaks."
         in help_of()
     )
     assert (
