@@ -249,16 +249,64 @@ def test_cli_prints_the_largest_batch_and_writes_json(tmp_path: Path) -> None:
             env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
         )
 
-    ok = lrkit_cli("--task", "breast-cancer-mlp", "--memory-limit", "2MiB", "--out", "lb")
+    ok = lrkit_cli("--task", "breast-cancer-mlp", "--memory-limit", "100KiB", "--out", "lb")
     assert ok.returncode == 0, ok.stderr
     found = json.loads((tmp_path / "lb" / "largest_batch.json").read_text())
     sizes, peaks, largest = found["sizes"], found["peaks"], found["largest"]
     assert sizes[0] == 32 and all(b == 2 * a for a, b in itertools.pairwise(sizes))
     assert found["stop_reason"] == "memory_limit" and found["optimizer"] == "SGD"
-    assert peaks[-1] > 2 * 2**20 >= peaks[sizes.index(largest)] and largest == sizes[-2]
+    assert peaks[-1] > 100 * 2**10 >= peaks[sizes.index(largest)] and largest == sizes[-2]
+    assert largest * 2 <= found["data_size"] == 455  # the limit, not the data, stopped it
     assert f"largest batch that fits: {largest}" in ok.stdout
     assert f"32 -> {largest}" in ok.stdout and "Goyal" in ok.stdout
     assert "USDT" not in ok.stderr and "profiler" not in ok.stderr
     bad = lrkit_cli("--task", "breast-cancer-mlp", "--out", "lb2")
     assert bad.returncode == 2 and "give --memory-limit" in bad.stderr
     assert not (tmp_path / "lb2").exists()
+
+
+def test_data_size_caps_the_search_and_the_advice_says_so() -> None:
+    model, opt, batch = _setup()
+    before = capture(model, opt)
+    ce = nn.functional.cross_entropy
+    found = largest_batch(
+        model, batch, loss_fn=ce, optimizer=opt, memory_limit="1GiB", data_size=100
+    )
+    assert found.sizes == (8, 16, 32, 64) and found.largest == 64  # 128 > 100 examples
+    assert found.stop_reason == "data_size" and found.data_size == 100
+    advice = found.advice(8, 0.1)
+    assert advice.batch == 64 and advice.linear_lr == pytest.approx(0.8)
+    assert "8 -> 64 (capped by the data: 100 training examples; the next size, 128" in advice.text
+    with pytest.raises(ValueError, match=r"batch 128 is larger than the data \(100 training"):
+        found.advice(8, 0.1, batch=128)
+    assert "capped" not in found.advice(8, 0.1, batch=32).text
+    assert BatchSizeResult.from_dict(json.loads(json.dumps(found.to_dict()))) == found
+    assert_same_state(before, capture(model, opt))
+    unknown = largest_batch(model, batch, loss_fn=ce, memory_limit="1GiB", max_batch=256)
+    assert unknown.sizes[-1] == 256 and unknown.stop_reason == "max_batch"
+    assert unknown.data_size is None and "capped" not in unknown.advice(8, 0.1).text
+    for bad in (4, 0, 100.0, True):
+        with pytest.raises(ValueError, match="data_size must be the number of training"):
+            largest_batch(model, batch, loss_fn=ce, memory_limit="1GiB", data_size=bad)  # type: ignore[arg-type]
+    assert_same_state(before, capture(model, opt))
+
+
+@pytest.mark.slow
+def test_cli_never_advises_a_batch_larger_than_the_tasks_data(tmp_path: Path) -> None:
+    args = ["largest-batch", "--task", "wine-mlp", "--memory-limit", "1GiB", "--out", "lb"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lrkit", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads((tmp_path / "lb" / "largest_batch.json").read_text())
+    assert found["sizes"] == [32, 64, 128] and found["largest"] == 128  # wine: 142 examples
+    assert found["stop_reason"] == "data_size" and found["data_size"] == 142
+    out = " ".join(done.stdout.split())
+    assert "largest batch that fits: 128 (stopped: the next size would be larger than the " in out
+    assert "data, 142 training examples, limit 1GiB)" in out
+    assert "batch 32 -> 128 (capped by the data: 142 training examples;" in out

@@ -60,8 +60,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Double the batch of a task's model, one real training step per size, until it runs
-        out of memory or passes --memory-limit; print the largest size that fits and the
-        learning rate it implies (linear and square-root scaling), as advice.
+        out of memory or passes --memory-limit (or the next size would be larger than the task's
+        training data); print the largest size that fits and the learning rate it implies
+        (linear and square-root scaling), as advice.
 
         Nothing is trained or changed; the result is written to OUT/largest_batch.json.
         """
@@ -90,6 +91,7 @@ def register(app: typer.Typer) -> None:
                 opt = build_optimizer(name, model.parameters(), lr=t.lr_for(name))
             train, _ = t.loaders(seed=seed)
             example = next(iter(train))
+            data_size = len(t.train_data[0])
             with _size_progress(f"largest batch of {t.name} on {device}") as progress:
                 result = largest_batch(
                     model,
@@ -99,6 +101,7 @@ def register(app: typer.Typer) -> None:
                     memory_limit=memory_limit,
                     start=start,
                     max_batch=max_batch,
+                    data_size=data_size,
                     device=device,
                     progress=progress,
                 )
@@ -119,9 +122,11 @@ def register(app: typer.Typer) -> None:
             table.add_row(str(size), mib, "yes" if ok else "no")
         console.print(table)
         limit = "" if result.memory_limit is None else f", limit {memory_limit}"
+        stop = result.stop_reason.replace("_", " ")
+        if result.stop_reason == "data_size":
+            stop = f"the next size would be larger than the data, {data_size} training examples"
         console.print(
-            f"largest batch that fits: [bold]{result.largest}[/bold] (stopped: "
-            f"{result.stop_reason.replace('_', ' ')}{limit})",
+            f"largest batch that fits: [bold]{result.largest}[/bold] (stopped: {stop}{limit})",
             highlight=False,
         )
         advice = result.advice(t.batch_size, t.lr_for(name if name != "none" else t.optimizer))

@@ -68,9 +68,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BatchStop = Literal["memory_limit", "out_of_memory", "max_batch"]
+BatchStop = Literal["memory_limit", "out_of_memory", "max_batch", "data_size"]
 """Why the search stopped: a size passed ``memory_limit``, the device ran out of memory, or the
-next size would pass ``max_batch``."""
+next size would pass ``max_batch`` or the number of training examples (``data_size``)."""
 
 _UNITS = {
     "b": 1,
@@ -167,6 +167,8 @@ class BatchSizeResult:
         optimizer: The optimizer's class name, or ``None`` (forward and backward only).
         rule: The learning-rate scaling rule for that optimizer: ``"sqrt"`` for Adam's family
             and RMSprop, ``"linear"`` otherwise.
+        data_size: The number of training examples when it was given: no size larger was
+            tried, and :meth:`advice` advises none larger; ``None`` when unknown.
     """
 
     sizes: tuple[int, ...]
@@ -177,6 +179,7 @@ class BatchSizeResult:
     device: str
     optimizer: str | None
     rule: Literal["linear", "sqrt"]
+    data_size: int | None = None
 
     @property
     def fits(self) -> tuple[bool, ...]:
@@ -189,7 +192,9 @@ class BatchSizeResult:
     ) -> BatchAdvice:
         """The learning rate for training at ``batch`` (default: :attr:`largest`) instead of
         ``current_batch`` at ``current_lr``, by the linear and the square-root rules. Advice
-        only: run a range test at the new batch size to confirm it."""
+        only: run a range test at the new batch size to confirm it. When the search stopped at
+        the size of the data, the text says so; a ``batch`` larger than the data raises
+        ``ValueError``."""
         if (
             isinstance(current_batch, bool)
             or not isinstance(current_batch, int)
@@ -206,6 +211,11 @@ class BatchSizeResult:
         new = self.largest if batch is None else batch
         if isinstance(new, bool) or not isinstance(new, int) or new < 1:
             raise ValueError(f"batch must be a positive int, got {new!r}")
+        if self.data_size is not None and new > self.data_size:
+            raise ValueError(
+                f"batch {new} is larger than the data ({self.data_size} training examples); "
+                f"give a batch of at most {self.data_size}"
+            )
         factor = new / current_batch
         linear, sqrt = current_lr * factor, current_lr * math.sqrt(factor)
         lr = sqrt if self.rule == "sqrt" else linear
@@ -214,12 +224,18 @@ class BatchSizeResult:
             if self.optimizer is not None
             else f"No optimizer was given; the {self.rule} rule is assumed"
         )
+        capped = ""
+        if self.stop_reason == "data_size" and new == self.largest:
+            capped = (
+                f" (capped by the data: {self.data_size} training examples; the next size, "
+                f"{2 * new}, would be larger)"
+            )
         text = (
-            f"batch {current_batch} -> {new} (x{factor:.3g}): linear scaling rule (Goyal et al. "
-            f"2017, for SGD, with a gradual warm-up over the first epochs): lr {current_lr:.3g} "
-            f"-> {linear:.3g}; square-root rule (Adam family and RMSprop, Malladi et al. 2022): "
-            f"lr {current_lr:.3g} -> {sqrt:.3g}. {which}: lr {lr:.3g}. Advice only, nothing was "
-            f"changed; confirm with a range test at batch {new}."
+            f"batch {current_batch} -> {new}{capped} (x{factor:.3g}): linear scaling rule (Goyal "
+            "et al. 2017, for SGD, with a gradual warm-up over the first epochs): lr "
+            f"{current_lr:.3g} -> {linear:.3g}; square-root rule (Adam family and RMSprop, "
+            f"Malladi et al. 2022): lr {current_lr:.3g} -> {sqrt:.3g}. {which}: lr {lr:.3g}. "
+            f"Advice only, nothing was changed; confirm with a range test at batch {new}."
         )
         return BatchAdvice(
             current_batch, float(current_lr), new, factor, linear, sqrt, self.rule, lr, text
@@ -244,6 +260,7 @@ class BatchSizeResult:
             device=str(d["device"]),
             optimizer=d["optimizer"],
             rule=d["rule"],
+            data_size=None if d.get("data_size") is None else int(d["data_size"]),
         )
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
@@ -451,6 +468,7 @@ def largest_batch(
     memory_limit: int | str | None = None,
     start: int | None = None,
     max_batch: int = 65536,
+    data_size: int | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> BatchSizeResult:
@@ -462,7 +480,8 @@ def largest_batch(
     each size runs one real training step: forward, backward and ``optimizer.step()`` when an
     optimizer is given (its state is allocated by the first step and counts). The search stops
     at the first size that runs out of memory (CUDA) or whose peak exceeds ``memory_limit``, or
-    before a size larger than ``max_batch``. Memory is freed between sizes, and the model,
+    before a size larger than ``max_batch`` or than ``data_size``, the number of training
+    examples: a batch cannot be larger than the data. Memory is freed between sizes, and the model,
     gradients, buffers, optimizer and random number generators are restored afterwards exactly
     as after :func:`lrkit.range_test`, however the search ends.
 
@@ -480,6 +499,9 @@ def largest_batch(
             on CUDA, which also stops at an out-of-memory error.
         start: the first size (default: the example's batch size).
         max_batch: the largest size to try.
+        data_size: the number of training examples (for example ``len(train_loader.dataset)``),
+            when known: no larger size is tried, and the result and its advice say when it
+            ended the search.
         device: where to measure; must be the model's device (default: the model's).
         progress: ``progress(size, peak)`` after each size (``peak`` ``None``: out of memory).
 
@@ -500,6 +522,13 @@ def largest_batch(
         raise ValueError(f"start must be a positive int, got {start!r}")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < first:
         raise ValueError(f"max_batch must be an int >= start ({first}), got {max_batch!r}")
+    if data_size is not None and (
+        isinstance(data_size, bool) or not isinstance(data_size, int) or data_size < first
+    ):
+        raise ValueError(
+            f"data_size must be the number of training examples, an int >= start ({first}), "
+            f"got {data_size!r}; give a smaller start"
+        )
     if where.type == "cpu" and limit is None:
         raise ValueError(
             "on the CPU give memory_limit (e.g. '2GiB'): the CPU has no out-of-memory error "
@@ -540,6 +569,9 @@ def largest_batch(
             if limit is not None and peak > limit:
                 stop = "memory_limit"
                 break
+            if data_size is not None and 2 * size > data_size:
+                stop = "data_size"
+                break
             if 2 * size > max_batch:
                 break
             size *= 2
@@ -572,4 +604,5 @@ def largest_batch(
         device=str(where),
         optimizer=None if optimizer is None else type(optimizer).__name__,
         rule=rule,
+        data_size=data_size,
     )
