@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lrkit import schedules as S
-from lrkit.finder import search
+from lrkit.finder import peak_choice, probes, search
 from lrkit.finder.search import Probe, TuneResult, tune_lr
 from strategies_finder import assert_same_state, capture, make_data, mlp, pretrain
 
@@ -73,17 +73,17 @@ def _choose(
     prober: _FakeProber,
     anchor: float,
     total: int = 1000,
-    plan: search._ProbePlan | None = None,
+    plan: peak_choice.ProbePlan | None = None,
 ) -> TuneResult:
     """The search's choice from ``prober``'s scores, anchored at ``anchor`` with no ceiling
     (default plan: two rounds)."""
     monkeypatch.setattr(
-        search, "_anchor", lambda result, own, usual: (anchor, None, "a test anchor")
+        peak_choice, "_anchor", lambda result, own, usual: (anchor, None, "a test anchor")
     )
     if plan is None:
-        plan = search._ProbePlan(rounds=2, candidates=4, steps=40)
+        plan = peak_choice.ProbePlan(rounds=2, candidates=4, steps=40)
     found: Any = None  # the range-test result is only passed through
-    return search._probe_and_choose(found, plan, prober, total, 0.5, 500, None)  # type: ignore[arg-type]
+    return peak_choice.probe_and_choose(found, plan, prober, total, 0.5, 500, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("true_best", [0.03, 0.05, 0.08])
@@ -118,8 +118,8 @@ def test_diverged_probes_cap_the_choice(monkeypatch: pytest.MonkeyPatch) -> None
     assert diverged and out.peak <= min(diverged) / 2
 
 
-_ONE_ROUND = search._ProbePlan(rounds=1, candidates=3, steps=125)
-_WALK = search._ProbePlan(rounds=1, candidates=4, steps=100, walk=True)
+_ONE_ROUND = peak_choice.ProbePlan(rounds=1, candidates=3, steps=125)
+_WALK = peak_choice.ProbePlan(rounds=1, candidates=4, steps=100, walk=True)
 
 
 def test_with_one_round_the_prior_drift_extrapolates_from_the_best_probe(
@@ -149,7 +149,7 @@ def test_without_a_bracket_a_walk_climbs_until_a_probe_learns_then_brackets_it(
     assert "walk of probes" in out.reason
     n = math.log2(1000 / 100)
     assert out.peak == pytest.approx(
-        search._vertex(out.probes, prober) * 2 ** (-search.PRIOR_DRIFT * n)  # type: ignore[arg-type]
+        peak_choice._vertex(out.probes, prober) * 2 ** (-search.PRIOR_DRIFT * n)  # type: ignore[arg-type]
     )
 
 
@@ -384,12 +384,12 @@ def test_without_a_basin_the_probes_start_from_the_optimizers_own_lr() -> None:
         lrs=np.geomspace(1e-7, 10, 60), losses=np.ones(60), stop_reason="completed"
     )
     assert flat.suggestion is None
-    anchor, _, source = search._anchor(flat, 0.03, 0.1)
+    anchor, _, source = peak_choice._anchor(flat, 0.03, 0.1)
     assert anchor == 0.03 and "own learning rate" in source
-    anchor, _, source = search._anchor(flat, 1e-7, 0.1)  # a finder's placeholder LR
+    anchor, _, source = peak_choice._anchor(flat, 1e-7, 0.1)  # a finder's placeholder LR
     assert anchor == 0.1 and "usual learning rate" in source
     adam = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-7)
-    assert search._usual_lr(adam) == 1e-3
+    assert probes.usual_lr(adam) == 1e-3
 
 
 # -- Ctrl-C and a loss that is never finite: nothing comes back, everything is restored ---------
@@ -444,6 +444,15 @@ def _interrupted_at(at: int) -> tuple[search.TuneInterrupted, dict[str, Any], di
         )
     assert isinstance(info.value, search.TuneInterrupted)
     return info.value, before, capture(model, opt)
+
+
+def test_ctrl_c_raises_the_exception_lrkit_and_lrkit_finder_export() -> None:
+    import lrkit
+    import lrkit.finder
+
+    stopped, _, _ = _interrupted_at(7)
+    assert isinstance(stopped, lrkit.TuneInterrupted)
+    assert lrkit.finder.TuneInterrupted is lrkit.TuneInterrupted is search.TuneInterrupted
 
 
 def test_ctrl_c_in_the_range_test_raises_after_restoring_everything() -> None:

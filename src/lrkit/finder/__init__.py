@@ -17,7 +17,7 @@ from lrkit.finder.batch_size import BatchAdvice, BatchSizeResult, largest_batch,
 from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
 from lrkit.finder.range_test import lr_sequence, range_test, sweep_schedule
 from lrkit.finder.result import RangeTestResult, StopReason
-from lrkit.finder.search import Probe, TuneResult, tune_lr
+from lrkit.finder.search import tune_lr
 from lrkit.finder.smith import lr_bounds
 from lrkit.finder.suggest import (
     METHODS,
@@ -32,6 +32,7 @@ from lrkit.finder.suggest import (
     suggest_valley,
     zero_lag_smooth,
 )
+from lrkit.finder.tune_result import Probe, TuneInterrupted, TuneResult
 
 __all__ = [
     "METHODS",
@@ -45,6 +46,7 @@ __all__ = [
     "StopReason",
     "Suggestion",
     "TrainingSnapshot",
+    "TuneInterrupted",
     "TuneResult",
     "analyze_curve",
     "ema",

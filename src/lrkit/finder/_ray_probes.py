@@ -4,7 +4,7 @@
 The probes of one round are independent: each starts from the search's start state and reseeds.
 So each runs on a worker as a function of picklable inputs: the task's spec (a built-in task's
 name, or ``"module:function"``), the optimizer, the seed, the start state (the model's and the
-optimizer's ``state_dict``) and the probe (:class:`~lrkit.finder.search.ProbeJob`). The worker
+optimizer's ``state_dict``) and the probe (:class:`~lrkit.finder.tune_result.ProbeJob`). The worker
 rebuilds the task, loads the start state and trains with the same code as a local probe, so the
 search chooses the same peak.
 """
@@ -22,7 +22,9 @@ from lrkit._extras import require
 from lrkit._ray import Resources, collect, remote_task
 from lrkit._threads import torch_threads
 from lrkit.engine import Engine, RngState, TrainingSnapshot, distributed
-from lrkit.finder.search import ProbeJob, ProbeOutcome, ProbeRunner, _Prober
+from lrkit.finder.probes import Prober
+from lrkit.finder.task_setup import task_setup
+from lrkit.finder.tune_result import ProbeJob, ProbeOutcome, ProbeRunner
 from lrkit.tasks import get_task
 
 __all__ = ["ray_probe_runner"]
@@ -42,12 +44,11 @@ class _Setup:
 
 def _probe(setup: _Setup, job: ProbeJob) -> ProbeOutcome:
     """One probe on a Ray worker: the task rebuilt, the start state loaded, trained and scored
-    as :func:`~lrkit.finder.search.tune_lr` trains a probe."""
-    from lrkit.finder.task import _task_setup
-
+    as :func:`~lrkit.finder.search.tune_lr` trains a probe (:meth:`Prober.train_probe
+    <lrkit.finder.probes.Prober.train_probe>`)."""
     with torch_threads(setup.threads):
         t = get_task(setup.spec)
-        model, opt, train, val = _task_setup(
+        model, opt, train, val = task_setup(
             t, setup.optimizer, setup.seed, setup.batch_size, setup.weight_decay
         )
         model.load_state_dict(setup.model_state)
@@ -55,7 +56,7 @@ def _probe(setup: _Setup, job: ProbeJob) -> ProbeOutcome:
         snap = TrainingSnapshot.take(model, opt, None, "cpu", rng=RngState.capture(train, val))
         engine = Engine(model, opt, loss_fn=t.loss_fn)
         try:
-            prober = _Prober(
+            prober = Prober(
                 engine, snap, train, val, lambda peak, steps: job.lr, t.metric_fn, True,
                 job.seed, (train, val), None, 0.0,
             )  # fmt: skip
@@ -75,7 +76,7 @@ def ray_probe_runner(
     opt: torch.optim.Optimizer,
     resources: Resources,
 ) -> ProbeRunner:
-    """A :data:`~lrkit.finder.search.ProbeRunner` that trains each round's probes as Ray
+    """A :data:`~lrkit.finder.tune_result.ProbeRunner` that trains each round's probes as Ray
     tasks, all at once, from the state ``model`` and ``opt`` are in now (the search's start).
     Needs a Ray connection (:func:`lrkit._ray.ray_session`)."""
     if distributed.is_distributed():

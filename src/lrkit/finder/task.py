@@ -11,9 +11,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import torch
-
-from lrkit._optimizers import build_optimizer
 from lrkit._ray import Backend, ResourcesLike, check_backend, ray_session, worker_spec
 from lrkit._threads import torch_threads
 from lrkit.engine import distributed
@@ -22,9 +19,10 @@ from lrkit.finder.hyper import HyperTestResult, momentum_test, weight_decay_test
 from lrkit.finder.range_test import ProgressFn, range_test
 from lrkit.finder.result import RangeTestResult
 from lrkit.finder.search import TuneResult, tune_lr
+from lrkit.finder.task_setup import task_setup
 from lrkit.tasks import Task, get_task
 
-__all__ = ["HyperName", "find_lr", "hyper_test_task", "tune_task"]
+__all__ = ["HyperName", "find_lr", "hyper_test_task", "task_setup", "tune_task"]
 
 log = logging.getLogger(__name__)
 
@@ -90,26 +88,6 @@ def _read_cache(
         return None
 
 
-def _task_setup(
-    t: Task, opt_name: str, seed: int, batch_size: int | None, weight_decay: float
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any, Any]:
-    """The task's model (seeded), the named optimizer, and the training and validation loaders;
-    under ``torch.distributed`` the model in ``DistributedDataParallel`` and each loader
-    reduced to this rank's part."""
-    model = t.make_model(seed)
-    lr = t.lr_for(opt_name)  # the search falls back on it; the range test sweeps its own
-    opt = build_optimizer(opt_name, model.parameters(), lr=lr, weight_decay=weight_decay)
-    train, val = t.loaders(batch_size=batch_size, seed=seed)
-    if distributed.is_distributed():
-        return (
-            distributed.wrap(model, torch.device("cpu")),
-            opt,
-            distributed.shard(train, seed=seed),
-            distributed.shard_eval(val),
-        )
-    return model, opt, train, val
-
-
 def _range_test_task(
     t: Task,
     opt_name: str,
@@ -122,7 +100,7 @@ def _range_test_task(
     end_lr: float,
     progress: ProgressFn | None,
 ) -> RangeTestResult:
-    model, opt, train, _ = _task_setup(t, opt_name, seed, batch_size, weight_decay)
+    model, opt, train, _ = task_setup(t, opt_name, seed, batch_size, weight_decay)
     return range_test(
         model,
         opt,
@@ -172,7 +150,7 @@ def hyper_test_task(
         "progress": progress,
     }
     with torch_threads(1):  # small built-in models: one thread is fastest
-        model, opt, train, _ = _task_setup(t, opt_name, seed, batch_size, weight_decay)
+        model, opt, train, _ = task_setup(t, opt_name, seed, batch_size, weight_decay)
         if name == "weight_decay":
             if values is not None:
                 kwargs["weight_decays"] = values
@@ -215,7 +193,7 @@ def tune_task(
         return cached  # type: ignore[no-any-return]
     session = ray_session(address, res) if res is not None else nullcontext()
     with torch_threads(1), session:  # small built-in models: one thread is fastest
-        model, opt, train, val = _task_setup(t, opt_name, seed, batch_size, weight_decay)
+        model, opt, train, val = task_setup(t, opt_name, seed, batch_size, weight_decay)
         steps = total_steps if total_steps is not None else t.epochs * len(train)
         runner = None
         if res is not None:
