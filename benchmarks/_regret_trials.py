@@ -70,7 +70,10 @@ WARM_UP_STEPS = 80
 """Length of the untimed search and run that precede the timed ones in a ``tune`` trial."""
 
 _FINDER_DIR = Path(lrkit.finder.__file__).resolve().parent
-_SEARCH = _FINDER_DIR / "search.py"
+_SEARCH = tuple(
+    _FINDER_DIR / name for name in ("search.py", "peak_choice.py", "probes.py", "tune_result.py")
+)
+"""The search's modules: tune_lr, its decisions, its probe runner and its result types."""
 
 
 def _digest(*parts: str | bytes) -> str:
@@ -82,15 +85,15 @@ def _digest(*parts: str | bytes) -> str:
 
 def range_test_version() -> str:
     """A hash of the range test and the rules: lrkit.finder's source, the search left out."""
-    files = sorted(p for p in _FINDER_DIR.glob("*.py") if p != _SEARCH)
+    files = sorted(p for p in _FINDER_DIR.glob("*.py") if p not in _SEARCH)
     return _digest(*(p.read_bytes() for p in files))
 
 
 def tune_version(tune_val: str) -> str:
-    """A hash of tune_lr's source (lrkit/finder/search.py), the range test it starts from and
-    the benchmark's call."""
+    """A hash of tune_lr's source (the modules of :data:`_SEARCH`), the range test it starts
+    from and the benchmark's call."""
     call = f"budget={BUDGET} tune_val={tune_val} warm-up={WARM_UP_STEPS}"
-    return _digest(_SEARCH.read_bytes(), range_test_version(), call)
+    return _digest(*(p.read_bytes() for p in _SEARCH), range_test_version(), call)
 
 
 def torch_lr_finder_version() -> str:
