@@ -232,3 +232,9 @@ def test_find_with_a_budget_numbers_rounds_as_its_json_does(tmp_path: Path) -> N
     assert [row[1] for row in rows] == [str(p["steps"]) for p in saved["probes"]]
     assert [int(row[3]) for row in rows] == [p["round"] for p in saved["probes"]]
     assert saved["probes"] and min(p["round"] for p in saved["probes"]) == 1
+
+
+def test_help_shows_the_extras_to_install(tmp_path: Path) -> None:
+    for command in ("run", "compare", "demo", "find"):
+        out = lrkit(command, "--help", cwd=tmp_path, env={"COLUMNS": "400"}).stdout
+        assert 'ray (Ray tasks on a cluster; pip install "lrkit[ray]")' in out, (command, out)

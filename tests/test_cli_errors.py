@@ -391,6 +391,144 @@ def test_ctrl_c_in_the_range_test_of_a_search_says_where_it_stopped(tmp_path: Pa
     assert "probes on" not in out and not (tmp_path / "tune").exists()
 
 
+# -- signals, resuming, output to a file ---------------------------------------------------------
+
+
+def _process_table() -> dict[int, tuple[int, str, str, str]]:
+    """Every process (Linux ``/proc``): pid -> (parent pid, state, start time, command line)."""
+    table: dict[int, tuple[int, str, str, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # it ended meanwhile
+        table[int(stat.parent.name)] = (int(fields[1]), fields[0], fields[19], cmd)
+    return table
+
+
+def _processes_under(pid: int) -> dict[int, tuple[str, str]]:
+    """The processes below ``pid``: pid -> (start time, command line)."""
+    table = _process_table()
+    found: dict[int, tuple[str, str]] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _, start, cmd) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = (start, cmd)
+                todo.append(child)
+    return found
+
+
+def _still_running(processes: dict[int, tuple[str, str]]) -> dict[int, str]:
+    """Those of ``processes`` that run still (not ended, not a zombie, not a reused pid)."""
+    table = _process_table()
+    return {
+        pid: cmd
+        for pid, (start, cmd) in processes.items()
+        if pid in table and table[pid][2] == start and table[pid][1] != "Z"
+    }
+
+
+def _as_a_background_job() -> None:
+    # a shell script's `lrkit run ... &` starts the command with SIGINT and SIGQUIT ignored
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process table in /proc")
+@pytest.mark.parametrize(
+    ("sig", "status"),
+    [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)],
+    ids=["SIGTERM", "SIGINT", "SIGKILL"],
+)
+def test_a_signal_to_the_command_alone_ends_its_workers_and_a_rerun_resumes(
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
+    tiny(tmp_path)
+    args = compare(seeds="2", workers="2")  # 4 trials of several seconds on 2 workers
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrkit", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TINY_SLEEP": "0.1"},
+        start_new_session=True,
+        preexec_fn=_as_a_background_job,
+    )
+    try:
+
+        def workers() -> list[str]:
+            return [c for _, c in _processes_under(proc.pid).values() if "spawn_main" in c]
+
+        wait_for(
+            lambda: stored(tmp_path / "cmp") >= 1 and len(workers()) == 2,
+            proc,
+            "a trial was stored while the workers run",
+        )
+        below = _processes_under(proc.pid)  # the workers and multiprocessing's resource tracker
+        os.kill(proc.pid, sig)  # to the command alone, not to its process group
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while _still_running(below) and time.time() < deadline:
+            time.sleep(0.2)
+        left = _still_running(below)
+    finally:  # whatever happened, nothing of the command outlives the test
+        import contextlib
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    assert not left, f"processes left behind by the command: {left}"
+    assert proc.returncode == status, err
+    if sig != signal.SIGKILL:
+        err = " ".join(err.split())
+        assert re.search(r"interrupted: \d of 4 trials are done and stored in cmp", err), err
+        assert "run the same command again to resume" in err and "Traceback" not in err
+    done = {r.key: r.seconds for r in RunDir(tmp_path / "cmp").records()}
+    assert 1 <= len(done) < 4
+    again = lrkit(*args, cwd=tmp_path)
+    assert f"resuming: {len(done)} of 4 trials already done in cmp" in again.stdout
+    after = {r.key: r for r in RunDir(tmp_path / "cmp").records()}
+    assert len(after) == 4 and all(r.status == "ok" for r in after.values())
+    assert {k: after[k].seconds for k in done} == done  # the finished trials were kept
+
+
+def test_a_rerun_says_how_many_trials_were_already_done(tmp_path: Path) -> None:
+    tiny(tmp_path)
+    first = lrkit(*compare(), cwd=tmp_path)
+    assert "resuming" not in first.stdout
+    more = lrkit(*compare(seeds="3"), cwd=tmp_path)
+    lines = more.stdout.splitlines()
+    assert lines[0] == "resuming: 2 of 6 trials already done in cmp"  # before the trials ran
+    assert stored(tmp_path / "cmp") == 6
+
+
+def test_output_to_a_pipe_is_not_cut_at_80_columns(tmp_path: Path) -> None:
+    tiny(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    args = compare("--optimizers", "sgd,adam", "--schedules", "constant,one-cycle,triangular2")
+    done = subprocess.run(
+        [sys.executable, "-m", "lrkit", *args],
+        cwd=tmp_path,
+        capture_output=True,  # stdout and stderr are pipes, not a terminal
+        text=True,
+        env={**env, "NO_COLOR": "1"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    header = [line for line in done.stdout.splitlines() if line.startswith("┃")]
+    assert len(header) == 1, done.stdout  # one line, no header word wrapped or cut
+    words = ["arm", "trials", "final metric", "steps to the task's target", "reached"]
+    assert all(w in header[0] for w in [*words, "train seconds"]), header
+    assert "…" not in done.stdout + done.stderr
+    progress = [line for line in done.stderr.splitlines() if line.startswith("compare on")]
+    assert len(progress) == 1 and "6/6" in progress[0], done.stderr  # one line, at the end
+    assert re.search(r"6/6 \S+ \S+/seed=0: ok \d+:\d\d:\d\d$", progress[0]), progress
+
+
 def test_ctrl_c_in_a_weight_decay_test_names_the_value_and_the_step(tmp_path: Path) -> None:
     tiny(tmp_path)
     mark = tmp_path / "started"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import re
@@ -100,6 +101,23 @@ def test_restarted_sweep_redoes_nothing_that_finished(tmp_path: Path) -> None:
     assert calls == ["x=5"]
     assert recs[0].seconds == first.seconds
     assert len(rd.trials_file.read_text().splitlines()) == 2
+
+
+def test_a_restarted_sweep_logs_how_many_trials_were_done_before_it_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rd = RunDir(tmp_path, {"grid": "squares"})
+    trials = [Trial(f"x={x}", {"x": x}) for x in (1, 2, 3)]
+    caplog.set_level(logging.INFO, logger="lrkit.experiments.sweep")
+    run_trials(trials[:2], _square, rd, workers=1)
+    assert "resuming" not in caplog.text
+    order: list[str] = []
+    run_trials(trials, _square, rd, workers=1, progress=lambda r, d, t: order.append(r.key))
+    resuming = [r for r in caplog.records if r.getMessage().startswith("resuming")]
+    assert [r.getMessage() for r in resuming] == [
+        f"resuming: 2 of 3 trials already done in {tmp_path}"
+    ]
+    assert resuming[0].levelno == logging.INFO and order == ["x=3"]
 
 
 def test_a_stored_trial_with_another_configuration_runs_again(tmp_path: Path) -> None:

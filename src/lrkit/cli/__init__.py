@@ -27,6 +27,9 @@ def main() -> None:
     Launched by ``torchrun`` (``WORLD_SIZE`` > 1), it joins the process group first
     (:func:`lrkit.engine.distributed.init_from_env`), only rank 0 prints, and the group is
     destroyed on exit.
+
+    SIGTERM, and SIGINT sent to this process alone, stop a command as Ctrl-C does; it exits
+    with 128 + the signal's number (130, 143).
     """
     from lrkit.engine import distributed
 
@@ -34,8 +37,9 @@ def main() -> None:
         for module in ("typer", "rich"):
             require(module, "cli", "the lrkit command")
         from lrkit.cli._app import app
-        from lrkit.cli._common import console, err_console
+        from lrkit.cli._common import console, err_console, stop_on_signals
 
+        stop_on_signals()
         joined = distributed.init_from_env()
         try:
             if not distributed.is_writer():

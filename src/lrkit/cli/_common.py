@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,15 +26,26 @@ from rich.text import Text
 if TYPE_CHECKING:
     from ..experiments.store import TrialRecord
 
-console = Console()
-err_console = Console(stderr=True)
+FILE_WIDTH = 200
+"""Columns of the output written to a file or a pipe when ``COLUMNS`` does not say: wide enough
+that tables and progress lines are never cut (rich would assume 80)."""
+
+
+def _readable(console: Console) -> Console:
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = FILE_WIDTH
+    return console
+
+
+console = _readable(Console())
+err_console = _readable(Console(stderr=True))
 
 
 BackendOption = Annotated[
     str,
     typer.Option(
         help="Where the trials (and a search's probes) run: local (a process pool) or ray "
-        '(Ray tasks on a cluster; pip install "lrkit[ray]").'
+        '(Ray tasks on a cluster; pip install "lrkit\\[ray]").'
     ),
 ]
 AddressOption = Annotated[
@@ -69,7 +83,24 @@ BAD_INPUT = 2
 TRIALS_FAILED = 1
 """Exit status of an experiment in which some trials failed."""
 INTERRUPTED = 130
-"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it; after SIGTERM it is 143."""
+
+_stopped_by: list[int] = []
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT stop a command as Ctrl-C does (``KeyboardInterrupt``: the
+    workers are stopped, what finished is kept, and the command says how to resume), SIGINT
+    also where the process started with it ignored (a background job of a shell script);
+    :func:`interrupted` then exits with 128 + the signal's number. Call it in the main
+    thread."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)
 
 
 def fail(err: BaseException) -> typer.Exit:
@@ -79,9 +110,10 @@ def fail(err: BaseException) -> typer.Exit:
 
 
 def interrupted(message: str) -> typer.Exit:
-    """Print what Ctrl-C left behind and return the exit to raise (status 130)."""
-    err_console.print(f"interrupted: {message}", highlight=False)
-    return typer.Exit(INTERRUPTED)
+    """Print what Ctrl-C (or SIGTERM) left behind and return the exit to raise: status 130,
+    or 128 + the number of the signal that stopped the command (143 for SIGTERM)."""
+    err_console.print(f"interrupted: {message}", highlight=False, markup=False)
+    return typer.Exit(128 + _stopped_by[-1] if _stopped_by else INTERRUPTED)
 
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
@@ -111,13 +143,16 @@ def reflow_help(app: typer.Typer) -> None:
 
 
 def _bar() -> Progress:
+    """Progress bars on stderr; written to a file or pipe (where rich prints each task's line
+    once, when the display stops), a line per phase without the bar and the time left."""
+    live = err_console.is_terminal
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        *([BarColumn()] if live else []),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        *([TimeRemainingColumn()] if live else []),
         console=err_console,
         transient=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,7 +186,7 @@ def run_and_report(
 
     bars = _tune_and_trials_progress if tune else _trials_progress
     try:
-        with bars(description) as callbacks:
+        with bars(description) as callbacks, _sweep_log():
             run = job(**callbacks, **kwargs)
     except (ValueError, TypeError) as err:
         raise fail(err) from err
@@ -203,7 +204,34 @@ def run_and_report(
 
 
 def _log(line: str) -> None:
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=False)
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log records as lines of the command's output: information on stdout, warnings on
+    stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        out = console if record.levelno < logging.WARNING else err_console
+        out.print(self.format(record), highlight=False, markup=False)
+
+
+@contextmanager
+def _sweep_log() -> Iterator[None]:
+    """Show what the sweep logs (how many trials a rerun finds done, failed trials) as
+    lines of the command's output while the block runs."""
+    logger = logging.getLogger("lrkit.experiments.sweep")
+    handler = _ConsoleHandler()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _names(text: str) -> list[str]:

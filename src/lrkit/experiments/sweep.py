@@ -3,12 +3,15 @@ ends."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import json
 import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -74,10 +77,38 @@ def _call(fn: TrialFn, config: Mapping[str, Any], threads: int | None) -> Outcom
     return status, result, None, time.perf_counter() - t0
 
 
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; the parent alone decides what happens, and
-    # stops the workers itself
+_PR_SET_PDEATHSIG = 1
+_WATCH_SECONDS = 1.0
+
+
+def _init_worker(parent: int) -> None:
+    """Set up a pool worker of process ``parent``.
+
+    Ctrl-C reaches the whole process group; the parent alone decides what happens, and stops
+    the workers itself, so the workers ignore SIGINT. A worker also ends with its parent,
+    however the parent ends (SIGKILL included), instead of waiting forever for work: on Linux
+    the kernel sends it SIGTERM when the parent dies (``PR_SET_PDEATHSIG``), and everywhere a
+    daemon thread checks every second that its parent is still ``parent``.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl here: the watchdog below still works
+            pass
+    if os.getppid() != parent:  # the parent died before the worker was set up
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent,), name="lrkit-parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent: int) -> None:
+    """End this process as soon as ``parent`` is no longer its parent (it died)."""
+    while os.getppid() == parent:
+        time.sleep(_WATCH_SECONDS)
+    os._exit(1)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -105,7 +136,9 @@ def _run_pool(
     queue = list(todo)
     ctx = mp.get_context("spawn")
     while queue:
-        with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_ignore_sigint) as pool:
+        with ProcessPoolExecutor(
+            max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        ) as pool:
             pending: dict[Future[Outcome], Trial] = {}
             broken = False
             try:
@@ -187,6 +220,9 @@ def run_trials(
     ``ValueError`` naming this one.
 
     Ctrl-C (``KeyboardInterrupt``) stops the workers and propagates; what finished is stored.
+    The pool's workers end with this process however it ends (killed with SIGKILL included).
+    A rerun that finds finished trials logs ``"resuming: N of M trials already done in
+    RUN_DIR"`` (level INFO, logger ``lrkit.experiments.sweep``) before it starts the others.
 
     When a worker process dies (killed, out of memory, a crash in native code), the pool is
     rebuilt and the trials it was running are queued again; a trial that takes a worker down
@@ -267,6 +303,8 @@ def _run_trials(
         )
     todo = [t for t in trials if t.key not in done or t.key in stale]
     total, finished = len(trials), len(trials) - len(todo)
+    if finished:
+        log.info("resuming: %d of %d trials already done in %s", finished, total, run_dir.path)
     n = min(workers or default_workers(), max(1, len(todo)))
 
     def store(trial: Trial, outcome: Outcome) -> None:
