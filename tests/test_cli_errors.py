@@ -346,8 +346,7 @@ def test_help_reads_in_whole_sentences(tmp_path: Path) -> None:
         ).stdout
 
     assert (
-        "The README's main job: lrkit's peak against the usual LR and a grid of peaks."
-        in help_of()
+        "The README's main job: lrkit's peak against the usual LR and a grid of peaks." in help_of()
     )
     assert (
         "With --test weight-decay or --test momentum, run Smith's test instead and print each "

@@ -592,7 +592,10 @@ def execute(
             check_values(decode_lr(trial.config["lr"]), n, f"trial {trial.key}: lr")
             if isinstance(trial.config.get("momentum"), dict):
                 check_values(
-                    S.from_dict(trial.config["momentum"]), n, f"trial {trial.key}: momentum"
+                    S.from_dict(trial.config["momentum"]),
+                    n,
+                    f"trial {trial.key}: momentum",
+                    upper=1.0,
                 )
         rd = RunDir(folder, config, extendable=EXTENDABLE)
         keys = {tr.key for tr in trials}
