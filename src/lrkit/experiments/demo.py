@@ -21,7 +21,7 @@ from .. import schedules as S
 from .._ray import Backend, ResourcesLike
 from ..finder.range_test import ProgressFn as SearchProgressFn
 from .grid_figure import arm_peak
-from .recipes import Context, Recipe, RecipeRun, execute
+from .recipes import RANGE_COST, TUNE_COST, Context, Recipe, RecipeRun, execute
 from .summary import Arm, best_arm, fmt_values, mean_std
 from .sweep import ProgressFn, Trial
 
@@ -91,7 +91,7 @@ def _two_se(a: Arm, b: Arm) -> float:
 def demo_choices(arms: Sequence[Arm], costs: dict[str, float]) -> list[DemoChoice] | None:
     """``tune_lr``, the range test, the usual LR and the grid's best as :class:`DemoChoice`
     (in that order), measured against the grid's best; ``costs`` gives the search's share of a
-    run for ``"tune_lr"`` and ``"range test"``. ``None`` when an arm has no final metric."""
+    run (:attr:`Context.costs`). ``None`` when an arm has no final metric."""
     grid = [a for a in arms if a.label.startswith(GRID)]
     best = best_arm(grid)
     picked = {
@@ -105,13 +105,13 @@ def demo_choices(arms: Sequence[Arm], costs: dict[str, float]) -> list[DemoChoic
     top = mean_std(best.final_metrics())[0]
     median = float(np.median([mean_std(a.final_metrics())[0] for a in grid]))
     spread = top - median
-    extra = {TUNED: costs.get(TUNED, math.nan), RANGE: costs.get(RANGE, math.nan)}
+    extra = {TUNED: costs.get(TUNE_COST, math.nan), RANGE: costs.get(RANGE_COST, math.nan)}
     out = []
     for name, arm in picked.items():
         if arm is None:  # checked above; narrows the type
             continue
         mean, std = mean_std(arm.final_metrics())
-        runs = float(len(grid)) if arm is best and name == "grid's best" else 1.0
+        runs = float(len(grid)) if name == "grid's best" else 1.0
         out.append(
             DemoChoice(
                 name,
