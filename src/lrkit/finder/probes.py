@@ -21,7 +21,16 @@ import torch
 
 from lrkit._optimizers import SPECS
 from lrkit.driver import Scheduler, read_value
-from lrkit.engine import BatchStream, Engine, MetricFn, TrainingSnapshot, data_generators
+from lrkit.engine import (
+    BatchStream,
+    Engine,
+    MetricFn,
+    NoHooks,
+    TrainingSnapshot,
+    Update,
+    data_generators,
+    drive,
+)
 from lrkit.finder.range_test import ProgressFn
 from lrkit.finder.tune_result import Probe, ProbeJob, ProbeOutcome, ProbeRunner, ScheduleFn
 
@@ -30,7 +39,6 @@ __all__ = ["Prober", "reseed", "usual_lr"]
 logger = logging.getLogger(__name__)
 
 _EVAL_COST = 1.0 / 3.0  # an evaluation batch costs a third of an update: a forward pass only
-_MAX_SKIPS = 50  # updates skipped in a row (the scaler's overflow) before a probe has diverged
 
 
 class Prober:
@@ -144,30 +152,11 @@ class Prober:
         self._job, self._applied = job, 0
         self.reseed()
         driver = Scheduler(self.engine.optimizer, lr=job.lr)
-        stream = BatchStream(self.train)
         self.engine.model.train()
-        applied = skips = updates = 0
-        loss = math.nan
-        diverged = False
-        steps = job.steps
-        while applied < steps and not diverged:
-            update = self.engine.update(stream)
-            updates += 1
-            if update.status == "skipped":  # retried at the same LR, as in the range test
-                skips += 1
-                diverged = skips >= _MAX_SKIPS
-                continue
-            skips = 0
-            diverged = update.status == "nonfinite"
-            if diverged:
-                break
-            applied += 1
-            self._applied = applied
-            loss = update.loss
-            driver.step()
-            if self.progress is not None:
-                lr = driver.values()["lr"][0]
-                self.progress(int(spent + updates), int(self.total_units), lr, update.loss)
+        hooks = _ProbeHooks(self, driver, spent)
+        done = drive(self.engine, BatchStream(self.train), job.steps, hooks, scheduler=driver)
+        diverged = done.stop in ("nonfinite", "skipped")
+        updates, loss, steps = done.updates, hooks.loss, job.steps
         score = val_loss = math.nan
         evaluated = not diverged
         if evaluated:
@@ -201,6 +190,31 @@ class Prober:
         if p.diverged:
             return math.inf
         return -p.score if self.maximize else p.score
+
+
+class _ProbeHooks(NoHooks):
+    """A probe's hooks on the update loop: the last training loss, where the probe is (for
+    :meth:`Prober.position`) and the search's progress, in its units."""
+
+    def __init__(self, prober: Prober, driver: Scheduler, spent: float) -> None:
+        self.prober, self.driver, self.spent = prober, driver, spent
+        self.loss = math.nan
+        self.updates = 0
+
+    def before(self, step: int) -> None:
+        self.updates += 1
+
+    def after(self, step: int, update: Update) -> bool:
+        if update.status != "applied":
+            return True
+        prober = self.prober
+        prober._applied = step + 1
+        self.loss = update.loss
+        if prober.progress is not None:
+            lr = self.driver.values()["lr"][0]
+            units = int(self.spent + self.updates)
+            prober.progress(units, int(prober.total_units), lr, update.loss)
+        return False
 
 
 def reseed(seed: int, sources: Sequence[object], device: torch.device) -> None:

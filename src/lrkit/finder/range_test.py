@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -31,10 +31,12 @@ from lrkit.engine import (
     LossFn,
     MetricFn,
     RngState,
+    Session,
     SnapshotMode,
     StepFn,
-    TrainingSnapshot,
+    Update,
     distributed,
+    drive,
     peek,
     validate_batch,
 )
@@ -42,7 +44,15 @@ from lrkit.finder._sweep_math import LossWatch, check_sweep_args
 from lrkit.finder.result import RangeTestResult, StopReason
 from lrkit.schedules import Schedule, geometric, linear
 
-__all__ = ["ProgressFn", "lr_sequence", "range_test", "sweep_schedule"]
+__all__ = [
+    "ProgressFn",
+    "Restart",
+    "lr_sequence",
+    "peek_checked",
+    "range_test",
+    "sweep",
+    "sweep_schedule",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +60,6 @@ ProgressFn = Callable[[int, int, float, float], None]
 """``progress(done, total, lr, loss)``: called after every update; ``done`` counts updates over
 all repeats, ``total = steps * repeats``."""
 
-_MAX_SKIPS_PER_STEP = 50
 _EMPTY = object()
 
 
@@ -97,29 +106,6 @@ def _check_args(
         raise ValueError(f"snapshot must be 'cpu' or 'disk', got {snapshot!r}")
 
 
-def _check_model_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
-        )
-    opt_params = [p for g in optimizer.param_groups for p in g["params"]]
-    if not opt_params:
-        raise ValueError("the optimizer has no parameters")
-    model_ids = {id(p) for p in model.parameters()}
-    if not model_ids:
-        raise ValueError("the model has no parameters")
-    stray = sum(1 for p in opt_params if id(p) not in model_ids)
-    if stray:
-        raise ValueError(
-            f"{stray} of the optimizer's parameters are not parameters of the model; build the "
-            "optimizer from model.parameters()"
-        )
-    if not any(p.requires_grad for p in opt_params):
-        raise ValueError("none of the optimizer's parameters requires grad")
-
-
 class _Sweep:
     """One run of the sweep (one repeat): the LR schedule driven by :class:`lrkit.Scheduler`
     into the optimizer, one :meth:`Engine.update` per step, and the per-step bookkeeping."""
@@ -154,64 +140,67 @@ class _Sweep:
         self.scored: list[float] = []
         self.smoothed: list[float] = []
         self.stop_reason: StopReason = "completed"
-        self.skipped = 0
-
-    def _applied_update(self, stream: Iterator[Any], lr: float) -> float | None:
-        """One update at the current LR, retried on the next batches while the GradScaler skips
-        it; the training loss, or ``None`` after too many skips in a row."""
-        for _ in range(_MAX_SKIPS_PER_STEP):
-            update = self.engine.update(stream)
-            if update.status != "skipped":
-                return update.loss
-            self.skipped += 1
-        logger.warning(
-            "GradScaler skipped %d steps in a row at lr=%.3g: gradients are not finite",
-            _MAX_SKIPS_PER_STEP,
-            lr,
-        )
-        return None
+        self.skipped_steps = 0
 
     def run(self, stream: Iterator[Any]) -> None:
-        """Sweep until ``steps`` updates are done, the loss diverges or becomes non-finite.
+        """Sweep until ``steps`` updates are done, the loss diverges or becomes non-finite
+        (:func:`~lrkit.engine.drive`, with this sweep as its hooks).
 
         ``KeyboardInterrupt`` ends the sweep with ``stop_reason="interrupted"``; any other
         exception propagates.
         """
         driver = Scheduler(self.engine.optimizer, lr=self.schedule)
-        watch = LossWatch(self.beta, self.diverge)
-        self.smoothed = watch.smoothed
+        self._watch = LossWatch(self.beta, self.diverge)
+        self._lrs = self.schedule.table(0, self.steps)
+        self.smoothed = self._watch.smoothed
         try:
             self.engine.model.train()
-            for i, lr in enumerate(self.schedule.table(0, self.steps)):
-                train_loss = self._applied_update(stream, lr)
-                if train_loss is None:
-                    self.stop_reason = "nan"
-                    return
-                self.train_losses.append(train_loss)
-                value = train_loss
-                if self.val_data is not None:
-                    # a non-finite training loss was not stepped on: nothing new to validate
-                    found = (
-                        self.engine.evaluate(self.val_data, self.metric_fn)
-                        if math.isfinite(train_loss)
-                        else None
-                    )
-                    value = math.nan if found is None else found.loss
-                    self.val_losses.append(value)
-                    self.metrics.append(math.nan if found is None else found.metric)
-                self.scored.append(value)
-                stop = watch.add(value)
-                if stop == "nan":
-                    self.stop_reason = stop
-                    return
-                if self.progress is not None:
-                    self.progress(self.progress_offset + i + 1, self.progress_total, lr, value)
-                if stop is not None:
-                    self.stop_reason = stop
-                    return
-                driver.step()
+            done = drive(self.engine, stream, self.steps, self, scheduler=driver)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
+            return
+        if done.stop == "skipped":
+            logger.warning(
+                "GradScaler skipped %d steps in a row at lr=%.3g: gradients are not finite",
+                done.skips,
+                self._lrs[done.applied],
+            )
+            self.stop_reason = "nan"
+
+    def before(self, step: int) -> None:
+        """Nothing to do before an update."""
+
+    def skipped(self, step: int, update: Update) -> None:
+        """Count a step the GradScaler skipped."""
+        self.skipped_steps += 1
+
+    def after(self, step: int, update: Update) -> bool:
+        """Record the update's loss (and the validation loss and metric); ``True`` stops."""
+        train_loss = update.loss
+        self.train_losses.append(train_loss)
+        value = train_loss
+        if self.val_data is not None:
+            # a non-finite training loss was not stepped on: nothing new to validate
+            found = (
+                self.engine.evaluate(self.val_data, self.metric_fn)
+                if math.isfinite(train_loss)
+                else None
+            )
+            value = math.nan if found is None else found.loss
+            self.val_losses.append(value)
+            self.metrics.append(math.nan if found is None else found.metric)
+        self.scored.append(value)
+        stop = self._watch.add(value)
+        if stop == "nan":
+            self.stop_reason = stop
+            return True
+        if self.progress is not None:
+            lr = self._lrs[step]
+            self.progress(self.progress_offset + step + 1, self.progress_total, lr, value)
+        if stop is not None:
+            self.stop_reason = stop
+            return True
+        return False
 
 
 def range_test(
@@ -231,6 +220,8 @@ def range_test(
     metric_fn: MetricFn | None = None,
     step_fn: StepFn | None = None,
     scaler: Any = None,
+    autocast: torch.dtype | None = None,
+    max_grad_norm: float | None = None,
     repeats: int = 1,
     seed: int = 0,
     snapshot: SnapshotMode = "cpu",
@@ -274,6 +265,11 @@ def range_test(
             through ``scaler.step``/``scaler.update``, and a step the scaler skips (inf/NaN
             gradients) is retried with the next batch at the same LR. 50 skips in a row stop the
             sweep with ``stop_reason="nan"``.
+        autocast: run the forward pass under ``torch.autocast`` in this dtype
+            (``torch.bfloat16``, or ``torch.float16`` with a ``scaler`` on CUDA), as your
+            training does: the sweep then measures the update you train with.
+        max_grad_norm: clip the global gradient norm to this before each step, as your
+            training does (``None``: no clipping).
         repeats: run the sweep this many times with different data orders (a shuffling
             DataLoader is re-iterated; a list of batches is permuted; other iterables pass a
             32-batch shuffle buffer), restoring the model in between. The result's ``losses``
@@ -310,13 +306,15 @@ def range_test(
             propagate after the restore; the partial result is attached to them as
             ``range_test_result`` (with ``stop_reason="error"``).
     """
+    session = Session(
+        model, optimizer, loss_fn, step_fn, accumulation_steps, scaler, autocast,
+        max_grad_norm, val_data, metric_fn,
+    )  # fmt: skip
     rng = RngState.capture(data, val_data)
     fingerprint = {
         "start_lr": start_lr, "end_lr": end_lr, "steps": steps, "mode": mode,
-        "smoothing": smoothing, "diverge": diverge, "accumulation_steps": accumulation_steps,
-        "repeats": repeats, "seed": seed, "extend": extend, "val_data": val_data is not None,
-        "metric_fn": metric_fn is not None, "step_fn": step_fn is not None,
-        "scaler": scaler is not None,
+        "smoothing": smoothing, "diverge": diverge, "repeats": repeats, "seed": seed,
+        "extend": extend, **session.fingerprint(),
     }  # fmt: skip
     try:
         with distributed.agreement("range_test", fingerprint):
@@ -325,37 +323,71 @@ def range_test(
                 snapshot,
             )  # fmt: skip
             positive_int("extend", extend)
-            _check_model_optimizer(model, optimizer)
-            distributed.require_wrapped(model, "range_test")
-            _check_callables(loss_fn, step_fn, metric_fn, val_data)
-            first_iter = _peek_checked(data, val_data, has_step_fn=step_fn is not None)
+            session.check("range_test")
+            first_iter = peek_checked(data, val_data, has_step_fn=step_fn is not None)
     except BaseException:
         rng.restore()
         raise
-    snap = TrainingSnapshot.take(model, optimizer, scaler, snapshot, rng=rng)
-    engine = Engine(
-        model,
-        optimizer,
-        loss_fn=loss_fn,
-        step_fn=step_fn,
-        accumulation_steps=accumulation_steps,
-        scaler=scaler,
-    )
-    test = _Test(engine, snap, data, first_iter, val_data, metric_fn, repeats, seed, progress, band)
-    settings = (start_lr, end_lr, mode, smoothing, diverge)
+    snap = session.snapshot(snapshot, rng)
+    engine = session.engine()
     try:
-        result = test.run(steps, *settings)
-        if extend > 1 and _no_clear_descent(result):
-            logger.info(
-                "no clear descent in %d steps; sweeping again over %d", steps, extend * steps
-            )
-            snap.restore()
-            result = test.run(extend * steps, *settings)
-            result.extended_from = steps
+        return sweep(
+            engine, snap, data, first_iter, steps, start_lr=start_lr, end_lr=end_lr, mode=mode,
+            smoothing=smoothing, diverge=diverge, val_data=val_data, metric_fn=metric_fn,
+            repeats=repeats, seed=seed, progress=progress, extend=extend, band=band,
+        )  # fmt: skip
     finally:
         engine.close()
         snap.restore()
         snap.close()
+
+
+class Restart(Protocol):
+    """How a sweep puts the state back between its runs: :meth:`restore_training` (model,
+    optimizer and scaler) between repeats, :meth:`restore` (the RNGs too) before a longer
+    second sweep. A :class:`~lrkit.engine.TrainingSnapshot` is one."""
+
+    def restore_training(self) -> None:
+        """Put the model, optimizer and scaler back."""
+
+    def restore(self) -> None:
+        """Put the model, optimizer, scaler and the RNGs back."""
+
+
+def sweep(
+    engine: Engine,
+    start: Restart,
+    data: Iterable[Any],
+    first: Iterator[Any] | None,
+    steps: int,
+    *,
+    start_lr: float,
+    end_lr: float,
+    mode: Literal["exp", "linear"] = "exp",
+    smoothing: float = 0.98,
+    diverge: float = 4.0,
+    val_data: Iterable[Any] | None = None,
+    metric_fn: MetricFn | None = None,
+    repeats: int = 1,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    extend: int = 3,
+    band: bool = True,
+) -> RangeTestResult:
+    """The sweeps of a range test on ``engine``, its arguments already checked: ``repeats``
+    runs over ``steps`` updates (``start`` restores the state between them), and one more over
+    ``extend`` times the steps when the first finds no clear descent. ``first`` is the
+    iterator :func:`peek_checked` left (its first batch still to come). The caller restores
+    the state afterwards; :func:`range_test` is this with the checks, the snapshot and the
+    restore, and :func:`~lrkit.finder.tune_lr` calls it on its own session."""
+    test = _Test(engine, start, data, first, val_data, metric_fn, repeats, seed, progress, band)
+    settings = (start_lr, end_lr, mode, smoothing, diverge)
+    result = test.run(steps, *settings)
+    if extend > 1 and _no_clear_descent(result):
+        logger.info("no clear descent in %d steps; sweeping again over %d", steps, extend * steps)
+        start.restore()
+        result = test.run(extend * steps, *settings)
+        result.extended_from = steps
     return result
 
 
@@ -373,7 +405,7 @@ class _Test:
     def __init__(
         self,
         engine: Engine,
-        snap: TrainingSnapshot,
+        snap: Restart,
         data: Iterable[Any],
         first_iter: Iterator[Any] | None,
         val_data: Iterable[Any] | None,
@@ -428,7 +460,7 @@ class _Test:
                     self.repeats,
                     len(sweep.scored),
                     sweep.stop_reason,
-                    sweep.skipped,
+                    sweep.skipped_steps,
                 )
                 if sweep.stop_reason == "interrupted":
                     break
@@ -438,29 +470,11 @@ class _Test:
         return _assemble(sweeps, *args, band=self.band)
 
 
-def _check_callables(
-    loss_fn: LossFn | None,
-    step_fn: StepFn | None,
-    metric_fn: MetricFn | None,
-    val_data: Iterable[Any] | None,
-) -> None:
-    if metric_fn is not None and val_data is None:
-        raise ValueError("metric_fn needs val_data (the metric is measured on validation data)")
-    if metric_fn is not None and step_fn is not None:
-        raise ValueError(
-            "metric_fn needs (inputs..., target) batches used with loss_fn; it cannot be "
-            "combined with step_fn"
-        )
-    if step_fn is None and loss_fn is None:
-        raise ValueError("pass loss_fn(output, target) or step_fn(model, batch) -> loss")
-    if isinstance(val_data, Iterator):
-        raise ValueError("val_data is read at every step; pass a list or a DataLoader")
-
-
-def _peek_checked(
+def peek_checked(
     data: Iterable[Any], val_data: Iterable[Any] | None, *, has_step_fn: bool
 ) -> Iterator[Any]:
-    """Check the first batch of ``data`` (and ``val_data``); an iterator that still yields it."""
+    """Check the first batch of ``data`` (and that ``val_data`` has one, usable); an iterator
+    over ``data`` that still yields that first batch."""
     first, first_iter = peek(data)
     validate_batch(first, has_step_fn=has_step_fn, has_loss_fn=True, what="data")
     if val_data is not None:

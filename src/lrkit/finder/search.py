@@ -54,6 +54,7 @@ from lrkit.engine import (
     LossFn,
     MetricFn,
     RngState,
+    Session,
     SnapshotMode,
     StepFn,
     TrainingSnapshot,
@@ -70,7 +71,8 @@ from lrkit.finder.peak_choice import (
     sweep_range,
 )
 from lrkit.finder.probes import Prober, reseed
-from lrkit.finder.range_test import ProgressFn, range_test
+from lrkit.finder.range_test import ProgressFn, peek_checked
+from lrkit.finder.range_test import sweep as range_sweep
 from lrkit.finder.result import RangeTestResult
 from lrkit.finder.tune_result import (
     Probe,
@@ -210,6 +212,8 @@ def tune_lr(
     step_fn: StepFn | None = None,
     accumulation_steps: int = 1,
     scaler: Any = None,
+    autocast: torch.dtype | None = None,
+    max_grad_norm: float | None = None,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
     range_test_steps: int = 100,
@@ -220,8 +224,9 @@ def tune_lr(
 ) -> TuneResult:
     """Pick the peak learning rate of the schedule you will train with, within a budget.
 
-    See the module docstring for the method. Arguments as :func:`~lrkit.finder.range_test`'s,
-    and:
+    See the module docstring for the method. Arguments as :func:`~lrkit.finder.range_test`'s
+    (``autocast`` and ``max_grad_norm`` too: the range test and every probe train the update
+    you train, mixed precision and clipping included), and:
 
     Args:
         total_steps: the optimizer updates of the training run the peak is for.
@@ -274,6 +279,7 @@ def tune_lr(
         "accumulation_steps": accumulation_steps, "maximize": maximize,
         "metric_fn": metric_fn is not None, "step_fn": step_fn is not None,
         "val_data": val_data is not None, "scaler": scaler is not None,
+        "autocast": None if autocast is None else str(autocast), "max_grad_norm": max_grad_norm,
         "optimizer": type(optimizer).__name__,
         "optimizer lr": max(read_value(g, "lr") for g in optimizer.param_groups),
     }  # fmt: skip
@@ -284,6 +290,11 @@ def tune_lr(
                 budget=budget, range_test_steps=range_test_steps, schedule=schedule,
                 metric_fn=metric_fn, maximize=maximize, step_fn=step_fn, seed=seed,
             )  # fmt: skip
+            session = Session(
+                model, optimizer, loss_fn, step_fn, accumulation_steps, scaler, autocast,
+                max_grad_norm, val, metric_fn,
+            )  # fmt: skip
+            session.check("tune_lr", val_read="after every probe")
     except KeyboardInterrupt:
         rng.restore()
         raise TuneInterrupted("before the search started, while checking its arguments") from None
@@ -292,11 +303,10 @@ def tune_lr(
         raise
     rng.restore()
     return _search(
-        model, optimizer, train, val, loss_fn, total_steps=total_steps, budget=budget,
-        schedule=make, metric_fn=metric_fn, maximize=maximize, step_fn=step_fn,
-        accumulation_steps=accumulation_steps, scaler=scaler, start_lr=start_lr, end_lr=end_lr,
-        range_test_steps=range_test_steps, seed=seed, snapshot=snapshot, progress=progress,
-        holdout=holdout, sources=(train_data, val_data), runner=runner,
+        session, train, val, total_steps=total_steps, budget=budget, schedule=make,
+        maximize=maximize, start_lr=start_lr, end_lr=end_lr, range_test_steps=range_test_steps,
+        seed=seed, snapshot=snapshot, progress=progress, holdout=holdout,
+        sources=(train_data, val_data), runner=runner,
     )  # fmt: skip
 
 
@@ -333,13 +343,8 @@ def _checked_inputs(
     ]
     if maximize and metric_fn is None:
         raise ValueError("maximize=True needs metric_fn (the validation loss is minimized)")
-    if metric_fn is not None and step_fn is not None:
-        raise ValueError(
-            "metric_fn needs (inputs..., target) batches; it cannot be used with step_fn"
-        )
     if isinstance(val_data, Iterator):
         raise ValueError("val_data is read after every probe; pass a list or a DataLoader")
-    distributed.require_wrapped(model, "tune_lr")
     holdout = None
     train, val = train_data, val_data
     if val is None:
@@ -365,20 +370,14 @@ def _first(data: Iterable[Any], what: str, advice: str) -> Any:
 
 
 def _search(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    session: Session,
     train: Iterable[Any],
     val: Iterable[Any],
-    loss_fn: LossFn | None,
     *,
     total_steps: int,
     budget: float,
     schedule: ScheduleFn,
-    metric_fn: MetricFn | None,
     maximize: bool,
-    step_fn: StepFn | None,
-    accumulation_steps: int,
-    scaler: Any,
     start_lr: float,
     end_lr: float,
     range_test_steps: int,
@@ -389,28 +388,22 @@ def _search(
     sources: Sequence[object],
     runner: ProbeRunner | None = None,
 ) -> TuneResult:
+    """The search on ``session`` (checked; ``val`` its validation data, held out of the
+    training data when the caller gave none): one snapshot and one engine for the range test
+    and the probes, everything restored afterwards."""
     units = budget * total_steps
-    rng = RngState.capture(*sources)
-    snap = TrainingSnapshot.take(model, optimizer, scaler, snapshot, rng=rng)
-    engine = Engine(
-        model,
-        optimizer,
-        loss_fn=loss_fn,
-        step_fn=step_fn,
-        accumulation_steps=accumulation_steps,
-        scaler=scaler,
-    )
+    snap = session.snapshot(snapshot, RngState.capture(*sources))
+    engine = session.engine()
     prober: Prober | None = None
     sweep = _SweepProgress(progress, units)
     try:
         prober = Prober(
-            engine, snap, train, val, schedule, metric_fn, maximize, seed, sources, progress,
-            units, runner,
+            engine, snap, train, val, schedule, session.metric_fn, maximize, seed,
+            sources, progress, units, runner,
         )  # fmt: skip
         reseed(seed, sources, engine.device)
         found = _bracket(
-            model, optimizer, train, loss_fn, sweep, step_fn=step_fn,
-            accumulation_steps=accumulation_steps, scaler=scaler, seed=seed, snapshot=snapshot,
+            engine, snap, train, sweep, has_step_fn=session.step_fn is not None, seed=seed,
             start_lr=start_lr, end_lr=end_lr, range_test_steps=range_test_steps,
         )  # fmt: skip
         prober.spent = float(len(found.lrs) + (found.extended_from or 0))
@@ -432,45 +425,49 @@ def _search(
         snap.close()
 
 
+class _RangeTestStart:
+    """Where the search's range test starts: the search's snapshot of the model, optimizer and
+    scaler, with the RNGs as the range test found them (the search has seeded them)."""
+
+    def __init__(self, snap: TrainingSnapshot, rng: RngState) -> None:
+        self.snap, self.rng = snap, rng
+
+    def restore_training(self) -> None:
+        self.snap.restore_training()
+
+    def restore(self) -> None:
+        self.snap.restore_training()
+        self.rng.restore()
+
+
 def _bracket(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    engine: Engine,
+    snap: TrainingSnapshot,
     train: Iterable[Any],
-    loss_fn: LossFn | None,
     sweep: _SweepProgress,
     *,
-    step_fn: StepFn | None,
-    accumulation_steps: int,
-    scaler: Any,
+    has_step_fn: bool,
     seed: int,
-    snapshot: SnapshotMode,
     start_lr: float,
     end_lr: float,
     range_test_steps: int,
 ) -> RangeTestResult:
     """The range test that brackets the search, as long as the budget allows (:func:`range_plan`,
-    over the top of the range when it is shortened: :func:`sweep_range`), reporting through
-    ``sweep``; :class:`TuneInterrupted` when Ctrl-C cut it short."""
+    over the top of the range when it is shortened: :func:`sweep_range`), on the search's own
+    engine and snapshot, reporting through ``sweep``; :class:`TuneInterrupted` when Ctrl-C cut
+    it short. The state is as it was before it afterwards."""
     steps, extend = range_plan(sweep.units, range_test_steps)
     low, high = sweep_range(start_lr, end_lr, steps, range_test_steps)
     sweep.started = True
-    found = range_test(
-        model,
-        optimizer,
-        train,
-        loss_fn,
-        step_fn=step_fn,
-        start_lr=low,
-        end_lr=high,
-        steps=steps,
-        accumulation_steps=accumulation_steps,
-        scaler=scaler,
-        seed=seed,
-        snapshot=snapshot,
-        extend=extend,
-        band=False,
-        progress=sweep,
-    )
+    start = _RangeTestStart(snap, RngState.capture(train))
+    try:
+        first = peek_checked(train, None, has_step_fn=has_step_fn)
+        found = range_sweep(
+            engine, start, train, first, steps, start_lr=low, end_lr=high, seed=seed,
+            progress=sweep, extend=extend, band=False,
+        )  # fmt: skip
+    finally:
+        start.restore()
     if found.stop_reason == "interrupted":  # a range test cut short brackets nothing
         raise TuneInterrupted(sweep.position())
     sweep.finished = True

@@ -19,11 +19,14 @@ from lrkit._threads import torch_threads
 from lrkit.driver import Scheduler, read_value
 from lrkit.engine import (
     Engine,
+    NoHooks,
     RngState,
+    Update,
     checked,
     checkpoint_path,
     data_generators,
     distributed,
+    drive,
     load_checkpoint,
     save_atomic,
     validate_batch,
@@ -35,9 +38,6 @@ from lrkit.train.history import History
 __all__ = ["fit"]
 
 logger = logging.getLogger("lrkit.train")
-
-
-_MAX_SKIPS = 50
 
 
 def fit(task: Task | str | TrainConfig | None = None, **settings: Any) -> History:
@@ -364,45 +364,19 @@ class _Trainer:
         wall_before: float,
     ) -> None:
         run, h = self.run, self.history
-        stream = _Batches(self.stream)
-        skips = 0
-        while self.step < run.total_steps:
-            t0 = time.perf_counter()
-            group = engine.optimizer.param_groups[0]
-            lr, momentum = read_value(group, "lr"), _momentum_of(group)
-            update = engine.update(stream)
-            h.seconds += time.perf_counter() - t0
-            if update.status == "skipped":
-                skips += 1
-                if skips < _MAX_SKIPS:
-                    continue  # retried on the next batches; the schedule does not move
-                self._diverge(engine, f"the GradScaler skipped {skips} updates in a row")
-                return
-            skips = 0
-            h.lr.append(lr)
-            h.momentum.append(momentum)
-            h.loss.append(update.loss)
-            if update.status == "nonfinite":
-                self._diverge(
-                    engine,
-                    f"training loss is {update.loss} at step {self.step} (update "
-                    f"{self.step + 1} of {run.total_steps}); the update was not applied",
-                )
-                return
-            if sched is not None:
-                sched.step()
-            self.step += 1
-            if bar is not None:
-                bar.update(self.step, h.loss[-1], h.lr[-1])
-            if self._after_step(engine, sched):
-                return
-            if (
-                run.config.checkpoint_every is not None
-                and self.step % run.config.checkpoint_every == 0
-            ):
-                h.wall_seconds = wall_before + time.perf_counter() - wall0
-                self._save(engine.optimizer, sched)
-        h.stop_reason = f"completed {run.total_steps} steps"
+        hooks = _FitHooks(self, engine, sched, bar, wall0, wall_before)
+        left = run.total_steps - self.step
+        done = drive(engine, _Batches(self.stream), left, hooks, scheduler=sched)
+        if done.stop == "skipped":
+            self._diverge(engine, f"the GradScaler skipped {done.skips} updates in a row")
+        elif done.stop == "nonfinite":
+            self._diverge(
+                engine,
+                f"training loss is {h.loss[-1]} at step {self.step} (update "
+                f"{self.step + 1} of {run.total_steps}); the update was not applied",
+            )
+        elif done.stop == "completed":
+            h.stop_reason = f"completed {run.total_steps} steps"
 
     def _diverge(self, engine: Engine, why: str) -> None:
         """Stop the run as diverged, with a last evaluation at the current step."""
@@ -443,6 +417,53 @@ class _Trainer:
                     f"is not better than {previous:.6g} at step {step - cycle}"
                 )
                 return True
+        return False
+
+
+class _FitHooks(NoHooks):
+    """``fit``'s hooks on the update loop: the history of every update (its learning rate and
+    momentum, loss and time), then after each applied one the progress bar, the evaluations
+    and stop rules when due, and the checkpoints."""
+
+    def __init__(
+        self,
+        trainer: _Trainer,
+        engine: Engine,
+        sched: Scheduler | None,
+        bar: _ProgressBar | None,
+        wall0: float,
+        wall_before: float,
+    ) -> None:
+        self.trainer, self.engine, self.sched, self.bar = trainer, engine, sched, bar
+        self.wall0, self.wall_before = wall0, wall_before
+        self.t0 = 0.0
+        self.lr = self.momentum = math.nan
+
+    def before(self, step: int) -> None:
+        self.t0 = time.perf_counter()
+        group = self.engine.optimizer.param_groups[0]
+        self.lr, self.momentum = read_value(group, "lr"), _momentum_of(group)
+
+    def skipped(self, step: int, update: Update) -> None:
+        self.trainer.history.seconds += time.perf_counter() - self.t0
+
+    def after(self, step: int, update: Update) -> bool:
+        t, h = self.trainer, self.trainer.history
+        h.seconds += time.perf_counter() - self.t0
+        h.lr.append(self.lr)
+        h.momentum.append(self.momentum)
+        h.loss.append(update.loss)
+        if update.status != "applied":
+            return True
+        t.step += 1
+        if self.bar is not None:
+            self.bar.update(t.step, update.loss, self.lr)
+        if t._after_step(self.engine, self.sched):
+            return True
+        every = t.run.config.checkpoint_every
+        if every is not None and t.step % every == 0:
+            h.wall_seconds = self.wall_before + time.perf_counter() - self.wall0
+            t._save(self.engine.optimizer, self.sched)
         return False
 
 
