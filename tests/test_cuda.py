@@ -177,3 +177,23 @@ def test_largest_batch_stops_at_the_out_of_memory_edge() -> None:
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, CUDA)
         torch.cuda.empty_cache()
+
+
+def test_range_test_and_tune_lr_train_fp16_with_a_scaler_and_clipping_and_restore() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda")
+    seen: list[torch.dtype] = []
+    model[0].register_forward_hook(lambda m, a, out: seen.append(out.dtype) if m.training else None)
+    before = [p.detach().clone() for p in model.parameters()]
+    settings: dict[str, Any] = {"scaler": scaler, "autocast": torch.float16, "max_grad_norm": 1.0}
+    found = lrkit.range_test(
+        model, opt, _batches(), nn.functional.cross_entropy, steps=30, **settings
+    )
+    assert len(found.lrs) > 0 and set(seen) == {torch.float16}
+    tuned = lrkit.tune_lr(
+        model, opt, _batches(40), nn.functional.cross_entropy, val_data=_batches(5),
+        total_steps=400, **settings,
+    )  # fmt: skip
+    assert tuned.probes and math.isfinite(tuned.peak)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
