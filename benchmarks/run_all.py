@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ["step_overhead.py"],
     ["range_test_cost.py"],
+    ["tune_overhead.py"],
     ["suggestion_regret.py"],
     ["suggestion_regret.py", "--suite", "heldout"],
     ["time_to_accuracy.py"],

@@ -187,3 +187,27 @@ def test_tune_lr_probes_train_the_users_update_under_autocast_with_clipping() ->
     assert set(watch.dtypes) == {torch.bfloat16}
     assert max(watch.norms) <= 0.3 * (1 + 1e-4)
     assert_same_state(before, capture(model, opt))
+
+
+def test_fit_takes_the_same_autocast_as_the_finder() -> None:
+    from lrkit.tasks import get_task
+    from lrkit.train import fit
+
+    task = get_task("wine-mlp")
+    seen: list[torch.dtype] = []
+
+    def model() -> nn.Module:
+        m = task.make_model(0)
+        first = next(x for x in m.modules() if isinstance(x, nn.Linear))
+        first.register_forward_hook(lambda mod, a, out: seen.append(out.dtype))
+        return m
+
+    plain = fit(task, model=model(), steps=20, seed=0)
+    assert set(seen) == {torch.float32}
+    seen.clear()
+    mixed = fit(task, model=model(), steps=20, seed=0, autocast=torch.bfloat16)
+    assert seen and set(seen) == {torch.bfloat16}
+    amp = fit(task, model=model(), steps=20, seed=0, amp=True)  # on the CPU: bf16 too
+    assert mixed.loss == amp.loss and mixed.loss != plain.loss
+    with pytest.raises(ValueError, match=r"autocast must be torch\.bfloat16, torch\.float16"):
+        fit(task, steps=20, autocast=torch.float64)

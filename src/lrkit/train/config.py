@@ -17,7 +17,7 @@ from torch import nn
 
 from lrkit._checks import positive_int, positive_int_or_none
 from lrkit.driver import Scheduler
-from lrkit.engine import distributed
+from lrkit.engine import AUTOCAST_DTYPES, distributed
 from lrkit.schedules import Hyper, Schedule
 from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
@@ -86,6 +86,10 @@ class TrainConfig:
         amp: Mixed precision: ``torch.autocast`` with float16 and a ``GradScaler`` on CUDA,
             bfloat16 without a scaler on the CPU. An update the scaler skips (inf/NaN
             gradients) is retried on the next batches and does not count as a step.
+        autocast: The autocast dtype itself, ``torch.bfloat16`` or ``torch.float16`` (with a
+            ``GradScaler`` on CUDA), as :func:`lrkit.range_test` and :func:`lrkit.tune_lr`
+            take it, so a run trains the update its range test and search measured; it
+            implies ``amp`` and overrides its choice of dtype.
         device: Where the model and batches go. Under ``torchrun``, ``"cuda"`` means this
             process's current CUDA device (``torch.cuda.set_device(LOCAL_RANK)``, which
             :func:`lrkit.engine.distributed.init_from_env` does).
@@ -139,6 +143,7 @@ class TrainConfig:
     accumulation_steps: int = 1
     max_grad_norm: float | None = None
     amp: bool = False
+    autocast: torch.dtype | None = None
     device: str | torch.device = "cpu"
     eval_every: int | None = None
     observe: Observe = "val_loss"
@@ -162,6 +167,10 @@ class TrainConfig:
         positive_int("accumulation_steps", self.accumulation_steps)
         if self.observe not in ("val_loss", "metric"):
             raise ValueError(f"observe must be 'val_loss' or 'metric', got {self.observe!r}")
+        if self.autocast is not None and self.autocast not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"autocast must be torch.bfloat16, torch.float16 or None, got {self.autocast!r}"
+            )
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}")
         if self.batch_size is not None and (self.train_loader is not None or self.task is None):

@@ -99,6 +99,8 @@ def _settings(config: TrainConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in config.fields():
         value = getattr(config, name)
+        if isinstance(value, torch.dtype):
+            value = str(value)
         if name not in _LOCAL_SETTINGS and (value is None or isinstance(value, (int, float, str))):
             out[name] = value
     return out
@@ -225,8 +227,12 @@ class _Trainer:
         self.step = 0
         self.finished = False
         cuda = run.device.type == "cuda"
-        self.autocast_dtype = torch.float16 if cuda else torch.bfloat16
-        self.scaler = torch.amp.GradScaler("cuda") if run.config.amp and cuda else None
+        chosen = run.config.autocast
+        self.autocast_dtype: torch.dtype | None = chosen
+        if chosen is None and run.config.amp:
+            self.autocast_dtype = torch.float16 if cuda else torch.bfloat16
+        fp16 = self.autocast_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 and cuda else None
 
     # -- evaluation -------------------------------------------------------------------------
     def _evaluate(self, engine: Engine) -> tuple[float, float]:
@@ -340,7 +346,7 @@ class _Trainer:
             loss_fn=run.loss_fn,
             accumulation_steps=run.config.accumulation_steps,
             scaler=self.scaler,
-            autocast_dtype=self.autocast_dtype if run.config.amp else None,
+            autocast_dtype=self.autocast_dtype,
             max_grad_norm=run.config.max_grad_norm,
             device=run.device,
         )
