@@ -23,7 +23,7 @@ from lrkit.schedules import constant as _constant
 from lrkit.tasks import LossFn, MetricFn, Task, get_task
 from lrkit.train.optimizers import OptimizerFactory, build_optimizer, default_lr, has_momentum
 
-__all__ = ["Observe", "Plan", "TrainConfig", "resolve"]
+__all__ = ["DATA_ORDER", "GLOBAL_RNG", "Observe", "Plan", "TrainConfig", "derive_seed", "resolve"]
 
 Observe = Literal["val_loss", "metric"]
 
@@ -264,13 +264,15 @@ def _as_schedule(name: str, value: float | Schedule | Hyper | None) -> Schedule 
 # -- the plan ---------------------------------------------------------------------------------
 
 
-def _derive(seed: int, *tags: int) -> int:
+def derive_seed(seed: int, *tags: int) -> int:
     """A well-mixed 63-bit seed for one purpose (``tags``) of a run with ``seed``."""
     state = np.random.SeedSequence([seed, *tags]).generate_state(1, dtype=np.uint64)
     return int(state[0] >> 1)
 
 
-_DATA_ORDER, _GLOBAL_RNG = 0, 1
+DATA_ORDER, GLOBAL_RNG = 0, 1
+"""The purposes (``tags`` of :func:`derive_seed`) of a run's seeds: each epoch's data order, and
+the global RNGs during the run."""
 
 
 @dataclass
@@ -484,7 +486,7 @@ def resolve(config: TrainConfig) -> Plan:
     parts = _merge_task(config)
     if distributed.is_distributed():
         parts.train_loader = distributed.shard(
-            parts.train_loader, seed=_derive(config.seed, _DATA_ORDER)
+            parts.train_loader, seed=derive_seed(config.seed, DATA_ORDER)
         )
         if parts.val_loader is not None:
             parts.val_loader = distributed.shard_eval(parts.val_loader)

@@ -32,7 +32,7 @@ from lrkit.engine import (
     validate_batch,
 )
 from lrkit.tasks import Task
-from lrkit.train.config import _DATA_ORDER, _GLOBAL_RNG, Plan, TrainConfig, _derive, resolve
+from lrkit.train.config import DATA_ORDER, GLOBAL_RNG, Plan, TrainConfig, derive_seed, resolve
 from lrkit.train.history import History
 
 __all__ = ["fit"]
@@ -132,7 +132,7 @@ class _Stream:
             self.epoch_rng = rng
             torch.set_rng_state(rng)
         for g in data_generators(self.loader):
-            g.manual_seed(_derive(self.seed, _DATA_ORDER, self.epoch))
+            g.manual_seed(derive_seed(self.seed, DATA_ORDER, self.epoch))
         distributed.set_epoch(self.loader, self.epoch)
         self._it = iter(self.loader)
 
@@ -328,7 +328,7 @@ class _Trainer:
     # -- training ---------------------------------------------------------------------------
     def train(self, *, progress: bool) -> History:
         run = self.run
-        rng_seed = _derive(run.config.seed, _GLOBAL_RNG)
+        rng_seed = derive_seed(run.config.seed, GLOBAL_RNG)
         random.seed(rng_seed)
         np.random.seed(rng_seed % 2**32)
         torch.manual_seed(rng_seed)
