@@ -223,6 +223,33 @@ def test_bad_input_is_refused_before_anything_changes() -> None:
             memory_limit="8MiB", start=512)  # fmt: skip
 
 
+def test_the_model_and_optimizer_go_through_the_shared_public_check() -> None:
+    import ast
+
+    from lrkit._checks import check_model_optimizer
+    from lrkit.finder import batch_size
+
+    model, _, (x, y) = _setup()
+    stray = torch.optim.SGD(nn.Linear(64, 2).parameters(), lr=0.1)
+    match = "2 of the optimizer's parameters are not parameters of the model"
+    with pytest.raises(ValueError, match=match):
+        check_model_optimizer(model, stray)
+    with pytest.raises(ValueError, match=match):
+        largest_batch(model, (x, y), loss_fn=nn.functional.cross_entropy, optimizer=stray,
+                      memory_limit="1GiB")  # fmt: skip
+    with pytest.raises(TypeError, match=r"optimizer must be a torch\.optim\.Optimizer"):
+        check_model_optimizer(model, "sgd")  # type: ignore[arg-type]
+    tree = ast.parse(Path(batch_size.__file__).read_text())
+    private = [
+        a.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for a in node.names
+        if a.name.startswith("_")
+    ]
+    assert private == []
+
+
 def test_parse_memory_reads_units() -> None:
     assert parse_memory("2GiB") == 2 * 2**30 and parse_memory("1.5 MB") == 1_500_000
     assert parse_memory("512kib") == 512 * 1024 and parse_memory(4096) == 4096

@@ -8,41 +8,23 @@ peak passes ``memory_limit``. Everything it touched is then put back exactly, as
 test (:class:`~lrkit.engine.TrainingSnapshot`: parameters, gradients, buffers, the optimizer's
 state and hyperparameters, train/eval modes and the random number generators).
 
-How the peak is measured:
-
-- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``: the bytes of all
-  tensors on the device at the step's high point (the caching allocator's reserve excluded).
-  ``torch.OutOfMemoryError`` ends the search.
-- CPU: there are no allocator statistics for the CPU, and ``tracemalloc`` does not see torch's
-  allocations, which bypass Python's allocator. The step runs under ``torch.profiler`` with
-  ``profile_memory=True``, which records every allocation and free of torch's CPU allocator
-  with its size and time; the running sum of those events gives the peak of what the step
-  allocates (the repeated batch, activations, gradients, new optimizer state and temporaries,
-  including those freed before the step ends). The tensors that live through the step (the
-  model's parameters and buffers and the optimizer state it already holds) are added, so the
-  number means what it means on CUDA. Memory outside torch's allocator (Python objects, the
-  libraries' own buffers) is not counted; the resident-set size would count it, but it cannot
-  be attributed to one step in a process whose allocator keeps freed pages. A CPU search
-  therefore needs ``memory_limit``: the CPU has no out-of-memory error to stop at before the
-  system swaps or kills the process.
+How the peak is measured is told in :mod:`lrkit.finder.step_memory`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import logging
 import math
 import os
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from lrkit._checks import check_model_optimizer
 from lrkit._files import atomic_write_text
 from lrkit.engine import (
     LossFn,
@@ -50,13 +32,17 @@ from lrkit.engine import (
     StepFn,
     TrainingSnapshot,
     batch_size,
-    compute_loss,
-    map_tensors,
     model_device,
     move_to_device,
     validate_batch,
 )
-from lrkit.finder.range_test import _check_model_optimizer
+from lrkit.finder.step_memory import (
+    StepMemory,
+    batch_tensors,
+    format_bytes,
+    free_memory,
+    parse_memory,
+)
 
 __all__ = [
     "BatchAdvice",
@@ -72,18 +58,6 @@ BatchStop = Literal["memory_limit", "out_of_memory", "max_batch", "data_size"]
 """Why the search stopped: a size passed ``memory_limit``, the device ran out of memory, or the
 next size would pass ``max_batch`` or the number of training examples (``data_size``)."""
 
-_UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
 # Adam's family and RMSprop, for which the square-root rule holds (Malladi et al. 2022); the
 # linear rule (Goyal et al. 2017) is stated for SGD.
 _SQRT_RULE = (
@@ -94,37 +68,6 @@ _SQRT_RULE = (
     torch.optim.RAdam,
     torch.optim.RMSprop,
 )
-
-
-def parse_memory(value: int | str) -> int:
-    """A memory size in bytes from an int (bytes) or a string with a unit: ``"2GiB"``,
-    ``"512 MiB"``, ``"1.5GB"``, ``"800000B"`` (KiB/MiB/GiB/TiB are powers of 1024, kB/MB/GB/TB
-    of 1000; the unit's case does not matter)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(
-            f"a memory size is an int (bytes) or a string such as '2GiB', got {value!r}"
-        )
-    if isinstance(value, int):
-        n = value
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]+)\s*", value)
-        unit = m.group(2).lower() if m else ""
-        if m is None or unit not in _UNITS:
-            raise ValueError(
-                f"cannot read the memory size {value!r}: give a number and a unit, e.g. "
-                f"'2GiB' or '500MB' (units: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
-            )
-        n = math.floor(float(m.group(1)) * _UNITS[unit])
-    if n < 1:
-        raise ValueError(f"a memory size must be at least 1 byte, got {value!r}")
-    return n
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:.0f} B"
 
 
 @dataclass(frozen=True)
@@ -268,150 +211,6 @@ class BatchSizeResult:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
-# -- batches ------------------------------------------------------------------------------------
-
-
-def _tensors(batch: Any) -> Iterator[torch.Tensor]:
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, (tuple, list)):
-        for item in batch:
-            yield from _tensors(item)
-    elif isinstance(batch, Mapping):
-        for item in batch.values():
-            yield from _tensors(item)
-
-
-def _repeat(batch: Any, n: int, size: int) -> Any:
-    """``batch`` with every tensor whose first dimension is ``n`` repeated along it to ``size``
-    rows (rows ``0, 1, ..., n-1, 0, 1, ...``); other objects unchanged. Same structure as
-    :func:`lrkit.engine.move_to_device`."""
-
-    def repeat(t: torch.Tensor) -> torch.Tensor:
-        if t.dim() == 0 or t.shape[0] != n:
-            return t
-        return t.index_select(0, torch.arange(size, device=t.device) % n)
-
-    return map_tensors(batch, repeat)
-
-
-# -- measuring ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Point file descriptor 2 at the null device for the block: torch's profiler (kineto)
-    writes a line to it at every start and stop, which no setting silences once torch is
-    imported. Used only around those two calls."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no standard error to silence
-        yield
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-        finally:
-            os.close(devnull)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _profiled_peak(run: Callable[[], None]) -> int:
-    """The peak, over ``run()``, of the bytes allocated by torch's CPU allocator since it began
-    (allocations minus frees, in time order)."""
-    from torch.profiler import DeviceType, ProfilerActivity, profile
-
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _quiet_stderr():
-        prof.start()
-    try:
-        run()
-    finally:
-        with _quiet_stderr():
-            prof.stop()
-    if prof.profiler is None or prof.profiler.kineto_results is None:
-        raise RuntimeError("torch's profiler recorded nothing; it is needed to measure the CPU")
-    # an allocation is a "[memory]" event of positive size, a free one of negative size
-    events = sorted(
-        (e.start_ns(), int(e.nbytes()))  # type: ignore[attr-defined]
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == DeviceType.CPU
-    )
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
-def _resident_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> int:
-    """Bytes of the tensors that live through a step: the model's parameters and buffers and
-    the optimizer's state (gradients are not counted: the step frees and makes them)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    if optimizer is not None:
-        for state in optimizer.state.values():
-            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-    seen: dict[int, int] = {}
-    for t in tensors:
-        st = t.untyped_storage()
-        seen[st.data_ptr()] = max(seen.get(st.data_ptr(), 0), st.nbytes())
-    return sum(seen.values())
-
-
-class _Search:
-    """The doubling search over one model, example batch and optimizer."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        example: Any,
-        n: int,
-        optimizer: torch.optim.Optimizer | None,
-        loss_fn: LossFn | None,
-        step_fn: StepFn | None,
-        device: torch.device,
-    ) -> None:
-        self.model, self.example, self.n = model, example, n
-        self.optimizer, self.loss_fn, self.step_fn = optimizer, loss_fn, step_fn
-        self.device = device
-        self.resident = _resident_bytes(model, optimizer) if device.type == "cpu" else 0
-
-    def _step(self, size: int) -> None:
-        batch = _repeat(self.example, self.n, size)
-        loss, _, _ = compute_loss(self.model, batch, self.loss_fn, self.step_fn)
-        loss.backward()
-        if self.optimizer is not None:
-            self.optimizer.step()
-
-    def peak(self, size: int) -> int:
-        """The peak memory of one training step at batch ``size``. Gradients left from before
-        are dropped first, so the step makes its own (as a training loop's ``zero_grad`` does)."""
-        self.model.train()
-        if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-        self.model.zero_grad(set_to_none=True)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._step(size)
-            torch.cuda.synchronize(self.device)
-            return int(torch.cuda.max_memory_allocated(self.device))
-        return self.resident + _profiled_peak(lambda: self._step(size))
-
-
-def _free(device: torch.device, *, collect: bool = False) -> None:
-    """Give back the memory of a step: the cycles an exception's traceback keeps alive
-    (``collect``; slow with a large heap, so only then) and the CUDA allocator's cache."""
-    if collect:
-        gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def _check_inputs(
     model: nn.Module,
     example_batch: Any,
@@ -424,7 +223,7 @@ def _check_inputs(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if optimizer is not None:
-        _check_model_optimizer(model, optimizer)
+        check_model_optimizer(model, optimizer)
     elif not any(p.requires_grad for p in model.parameters()):
         raise ValueError("the model has no parameter that requires grad")
     if step_fn is None and loss_fn is None:
@@ -432,7 +231,7 @@ def _check_inputs(
     validate_batch(
         example_batch, has_step_fn=step_fn is not None, has_loss_fn=True, what="example_batch"
     )
-    tensors = list(_tensors(example_batch))
+    tensors = list(batch_tensors(example_batch))
     if not tensors:
         raise ValueError(
             f"example_batch holds no tensor to repeat (got {type(example_batch).__name__}); "
@@ -518,6 +317,55 @@ def largest_batch(
     n, where = _check_inputs(model, example_batch, loss_fn, optimizer, step_fn, device)
     limit = None if memory_limit is None else parse_memory(memory_limit)
     first = n if start is None else start
+    _check_sizes(first, start, max_batch, data_size)
+    if where.type == "cpu" and limit is None:
+        raise ValueError(
+            "on the CPU give memory_limit (e.g. '2GiB'): the CPU has no out-of-memory error "
+            "to stop at before the system swaps or kills the process"
+        )
+    example = move_to_device(example_batch, where)
+    search = StepMemory(model, example, n, optimizer, loss_fn, step_fn, where)
+    if limit is not None and where.type == "cpu" and search.resident >= limit:
+        raise ValueError(
+            f"memory_limit {format_bytes(limit)} is below what the model and optimizer already "
+            f"hold ({format_bytes(search.resident)}); give a larger limit"
+        )
+    rule: Literal["linear", "sqrt"] = "sqrt" if isinstance(optimizer, _SQRT_RULE) else "linear"
+    sizes, peaks, stop = _double(
+        search, first, limit=limit, max_batch=max_batch, data_size=data_size, progress=progress
+    )
+    fitting = [
+        s
+        for s, p in zip(sizes, peaks, strict=True)
+        if p is not None and (limit is None or p <= limit)
+    ]
+    if not fitting:
+        why = (
+            "runs out of memory"
+            if stop == "out_of_memory"
+            else f"needs {format_bytes(peaks[0] or 0)}, more than memory_limit "
+            f"{format_bytes(limit or 0)}"
+        )
+        raise ValueError(
+            f"even the first batch size, {first}, {why}; give a smaller start or example batch"
+            + ("" if stop == "out_of_memory" else ", or a larger memory_limit")
+        )
+    return BatchSizeResult(
+        sizes=tuple(sizes),
+        peaks=tuple(peaks),
+        largest=max(fitting),
+        stop_reason=stop,
+        memory_limit=limit,
+        device=str(where),
+        optimizer=None if optimizer is None else type(optimizer).__name__,
+        rule=rule,
+        data_size=data_size,
+    )
+
+
+def _check_sizes(first: int, start: int | None, max_batch: int, data_size: int | None) -> None:
+    """``ValueError`` unless the first size, ``max_batch`` and ``data_size`` are whole numbers
+    with ``first <= max_batch`` and ``first <= data_size``."""
     if isinstance(first, bool) or not isinstance(first, int) or first < 1:
         raise ValueError(f"start must be a positive int, got {start!r}")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < first:
@@ -529,19 +377,20 @@ def largest_batch(
             f"data_size must be the number of training examples, an int >= start ({first}), "
             f"got {data_size!r}; give a smaller start"
         )
-    if where.type == "cpu" and limit is None:
-        raise ValueError(
-            "on the CPU give memory_limit (e.g. '2GiB'): the CPU has no out-of-memory error "
-            "to stop at before the system swaps or kills the process"
-        )
-    example = move_to_device(example_batch, where)
-    search = _Search(model, example, n, optimizer, loss_fn, step_fn, where)
-    if limit is not None and where.type == "cpu" and search.resident >= limit:
-        raise ValueError(
-            f"memory_limit {_fmt_bytes(limit)} is below what the model and optimizer already "
-            f"hold ({_fmt_bytes(search.resident)}); give a larger limit"
-        )
-    rule: Literal["linear", "sqrt"] = "sqrt" if isinstance(optimizer, _SQRT_RULE) else "linear"
+
+
+def _double(
+    search: StepMemory,
+    first: int,
+    *,
+    limit: int | None,
+    max_batch: int,
+    data_size: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> tuple[list[int], list[int | None], BatchStop]:
+    """The sizes tried from ``first`` up, doubling, their peaks and why the search stopped;
+    the model, optimizer and generators are restored after each size and at the end."""
+    model, optimizer, where = search.model, search.optimizer, search.device
     rng = RngState.capture()
     holder = optimizer if optimizer is not None else torch.optim.SGD(model.parameters(), lr=0.0)
     snap = TrainingSnapshot.take(model, holder, rng=rng)
@@ -559,7 +408,7 @@ def largest_batch(
                 peak = None
             peaks.append(peak)
             snap.restore_training()
-            _free(where, collect=peak is None)
+            free_memory(where, collect=peak is None)
             logger.info("batch %d: peak %s", size, "out of memory" if peak is None else peak)
             if progress is not None:
                 progress(size, peak)
@@ -578,31 +427,5 @@ def largest_batch(
     finally:
         snap.restore()
         snap.close()
-        _free(where)
-    fitting = [
-        s
-        for s, p in zip(sizes, peaks, strict=True)
-        if p is not None and (limit is None or p <= limit)
-    ]
-    if not fitting:
-        why = (
-            "runs out of memory"
-            if stop == "out_of_memory"
-            else f"needs {_fmt_bytes(peaks[0] or 0)}, more than memory_limit "
-            f"{_fmt_bytes(limit or 0)}"
-        )
-        raise ValueError(
-            f"even the first batch size, {first}, {why}; give a smaller start or example batch"
-            + ("" if stop == "out_of_memory" else ", or a larger memory_limit")
-        )
-    return BatchSizeResult(
-        sizes=tuple(sizes),
-        peaks=tuple(peaks),
-        largest=max(fitting),
-        stop_reason=stop,
-        memory_limit=limit,
-        device=str(where),
-        optimizer=None if optimizer is None else type(optimizer).__name__,
-        rule=rule,
-        data_size=data_size,
-    )
+        free_memory(where)
+    return sizes, peaks, stop
