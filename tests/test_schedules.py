@@ -768,3 +768,35 @@ def test_bad_input_is_refused(
 ) -> None:
     with pytest.raises(error, match=match):
         make()
+
+
+def test_one_policy_type_lives_on_the_ground_floor() -> None:
+    import lrkit
+    from lrkit.schedules import _base, onecycle
+
+    assert S.Hyper is _base.Hyper is onecycle.Hyper
+    assert S.Policy is lrkit.Policy
+    h, c = S.one_cycle(0.8, 100), S.cosine(1.0, 10)
+    assert isinstance(h, S.Policy) and isinstance(c, S.Policy)
+    assert not isinstance(0.1, S.Policy)
+    assert S.as_hyper(h) is h
+    assert S.as_hyper(c) == S.Hyper(lr=c) and S.as_hyper(c).momentum is None
+    # a one-cycle lr whose momentum does not cycle with it reads as a plain Hyper
+    odd = S.Hyper(lr=h.lr, momentum=S.one_cycle_momentum(0.95, 0.85, 50))
+    assert repr(odd).startswith("Hyper(lr=one_cycle_lr(peak=0.8, total_steps=100), momentum=")
+    assert S.from_dict(odd.to_dict()) == odd
+
+
+def test_schedule_modules_import_no_private_names_and_the_ground_floor_no_family() -> None:
+    import ast
+    from pathlib import Path
+
+    package = Path(S.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                names = [a.name for a in node.names]
+                assert not [n for n in names if n.startswith("_")], (path.name, names)
+                if path.name == "_base.py":
+                    raise AssertionError(f"_base.py imports .{node.module}")

@@ -17,6 +17,7 @@ from .finder import (
     weight_decay_test,
 )
 from .plot import plot_schedule
+from .schedules import Policy
 from .tasks import Task, get_task, register_task, task_names
 from .train import History, TrainConfig, fit
 
@@ -28,6 +29,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "BatchSizeResult",
     "History",
+    "Policy",
     "RangeTestResult",
     "Scheduler",
     "Suggestion",

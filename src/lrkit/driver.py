@@ -11,7 +11,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from .schedules import Hyper, Schedule, first_invalid
+from .schedules import Hyper, Policy, Schedule, first_invalid
 from .schedules.check import valid_range
 
 __all__ = ["Scheduler"]
@@ -199,7 +199,7 @@ class Scheduler(LRScheduler):
     def __init__(
         self,
         optimizer: Optimizer,
-        lr: Schedule | Hyper | Sequence[Schedule] | None = None,
+        lr: Policy | Sequence[Schedule] | None = None,
         momentum: ScheduleArg = None,
         weight_decay: ScheduleArg = None,
         *,

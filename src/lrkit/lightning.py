@@ -29,7 +29,7 @@ from lrkit.engine import StepFn
 from lrkit.finder import RangeTestResult, TuneResult
 from lrkit.finder import range_test as _range_test
 from lrkit.finder import tune_lr as _tune_lr
-from lrkit.schedules import Hyper, Schedule
+from lrkit.schedules import Policy, Schedule
 
 
 def _import_lightning() -> Any:
@@ -76,7 +76,7 @@ class ScheduleCallback(_Callback):  # type: ignore[misc]
 
     def __init__(
         self,
-        lr: Schedule | Hyper | Sequence[Schedule] | None = None,
+        lr: Policy | Sequence[Schedule] | None = None,
         momentum: Schedule | Sequence[Schedule] | None = None,
         weight_decay: Schedule | Sequence[Schedule] | None = None,
         *,

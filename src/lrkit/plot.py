@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._extras import require
-from .schedules import Hyper, Schedule
+from .schedules import Policy, Schedule, as_hyper
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -110,7 +110,7 @@ def outside_legend(ax: Axes, *twins: Axes, fontsize: float = 8) -> Legend:
 
 
 def plot_schedule(
-    schedule: Schedule | Hyper,
+    schedule: Policy,
     steps: int | None = None,
     path: str | os.PathLike[str] | None = None,
     *,
@@ -125,8 +125,8 @@ def plot_schedule(
     unless ``title`` is given. Writes a PNG (or any matplotlib format) to ``path`` when given,
     draws into ``ax`` when given, and returns the figure either way.
     """
-    lr = schedule.lr if isinstance(schedule, Hyper) else schedule
-    momentum = schedule.momentum if isinstance(schedule, Hyper) else None
+    pair = as_hyper(schedule)
+    lr, momentum = pair.lr, pair.momentum
     if not isinstance(lr, Schedule):
         raise TypeError(f"expected an lrkit schedule or Hyper, got {type(schedule).__name__}")
     n = steps if steps is not None else lr.steps

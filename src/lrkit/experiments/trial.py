@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from ..schedules import Hyper, Schedule, from_dict
+from ..schedules import Hyper, Policy, Schedule, from_dict
 from ..tasks import Task, get_task
 from ..train.loop import fit
 from .transfer import pretrained_task
@@ -14,7 +14,7 @@ from .transfer import pretrained_task
 __all__ = ["decode_lr", "encode_lr", "run_trial"]
 
 
-def encode_lr(value: float | Schedule | Hyper) -> Any:
+def encode_lr(value: float | Policy) -> Any:
     """A JSON-able form of an ``lr=`` argument of :func:`lrkit.train.fit`."""
     if isinstance(value, Hyper):
         return {"hyper": value.to_dict()}
@@ -23,7 +23,7 @@ def encode_lr(value: float | Schedule | Hyper) -> Any:
     return float(value)
 
 
-def decode_lr(value: Any) -> float | Schedule | Hyper:
+def decode_lr(value: Any) -> float | Policy:
     """Inverse of :func:`encode_lr`."""
     if isinstance(value, Mapping):
         if "hyper" in value:

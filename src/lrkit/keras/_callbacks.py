@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-from lrkit.schedules import Hyper, Schedule, cyclic, one_cycle
+from lrkit.schedules import Policy, Schedule, as_hyper, cyclic, one_cycle
 from lrkit.schedules.cyclic import Mode, ScaleMode
 from lrkit.schedules.onecycle import Anneal
 
@@ -130,17 +130,15 @@ class ScheduleCallback(keras.callbacks.Callback):  # type: ignore[misc]
     ``LearningRateSchedule`` cannot be set, and training refuses to start with a ``TypeError``.
     """
 
-    def __init__(self, schedule: Schedule | Hyper, momentum: Schedule | None = None) -> None:
+    def __init__(self, schedule: Policy, momentum: Schedule | None = None) -> None:
         super().__init__()
-        if isinstance(schedule, Hyper):
-            if momentum is not None and schedule.momentum is not None:
-                raise ValueError(
-                    f"{schedule!r} already schedules the momentum; pass momentum= only with a "
-                    "learning-rate schedule (or a Hyper without momentum)"
-                )
-            lr, momentum = schedule.lr, momentum if momentum is not None else schedule.momentum
-        else:
-            lr = schedule
+        pair = as_hyper(schedule)
+        if momentum is not None and pair.momentum is not None:
+            raise ValueError(
+                f"{schedule!r} already schedules the momentum; pass momentum= only with a "
+                "learning-rate schedule (or a Hyper without momentum)"
+            )
+        lr, momentum = pair.lr, momentum if momentum is not None else pair.momentum
         if not isinstance(lr, Schedule):
             raise TypeError(
                 "schedule must be an lrkit schedule (for example lrkit.schedules.cosine(...)) or "

@@ -3,10 +3,11 @@
 A schedule is an immutable function of the optimizer step: ``s(step)`` gives a float, ``s(array)``
 an array, ``s.steps`` its length (``None`` if endless), and past its end it holds its final value.
 Compose them with :func:`sequence`, :func:`warmup`, :func:`product`, :func:`per_epoch`, ... and
-drive a PyTorch optimizer with :class:`lrkit.Scheduler`.
+drive a PyTorch optimizer with :class:`lrkit.Scheduler`, which takes a :data:`Policy`: a
+schedule, or a :class:`Hyper` pair of LR and momentum schedules such as :func:`one_cycle`'s.
 """
 
-from ._base import Schedule, from_dict
+from ._base import Hyper, Policy, Schedule, as_hyper, from_dict
 from .basic import (
     constant,
     cosine,
@@ -37,7 +38,6 @@ from .cyclic import cyclic, cyclic_momentum, exp_range, sgdr, triangular, triang
 from .named import NAMES, named
 from .onecycle import (
     ONE_CYCLE_DIV_FACTOR,
-    Hyper,
     one_cycle,
     one_cycle_lr,
     one_cycle_momentum,
@@ -49,10 +49,12 @@ __all__ = [
     "NAMES",
     "ONE_CYCLE_DIV_FACTOR",
     "Hyper",
+    "Policy",
     "Product",
     "Schedule",
     "Sequence",
     "Warmup",
+    "as_hyper",
     "check_values",
     "clamp",
     "constant",

@@ -1,17 +1,16 @@
-"""The schedule protocol shared by every schedule in :mod:`lrkit.schedules`."""
+"""The schedule protocol shared by every schedule in :mod:`lrkit.schedules`, and the policy
+type: what a driver accepts as ``lr``, a schedule or a :class:`Hyper` pair of schedules."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
-
-if TYPE_CHECKING:
-    from .onecycle import Hyper
 
 FloatArray = npt.NDArray[np.float64]
 StepLike = int | float | np.integer[Any] | np.floating[Any]
@@ -109,6 +108,11 @@ class Schedule:
             out[f.name] = _encode(getattr(self, f.name), self)
         return out
 
+    def hyper_repr(self, momentum: Schedule | None) -> str | None:
+        """The repr of ``Hyper(lr=self, momentum=momentum)`` when this schedule knows a shorter
+        one (the call that builds the pair, as ``one_cycle(...)``); ``None`` otherwise."""
+        return None
+
     def __repr__(self) -> str:
         args = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}"
@@ -134,7 +138,7 @@ def _encode(value: Any, owner: Schedule) -> Any:
         return [_encode(v, owner) for v in value]
     if callable(value):
         raise TypeError(
-            f"{owner.name}(...) holds the Python callable {_callable_name(value)}, which cannot be "
+            f"{owner.name}(...) holds the Python callable {callable_name(value)}, which cannot be "
             "written to a dict or JSON. Use a built-in option instead (for example mode="
             "'triangular2' or 'exp_range' rather than a scale_fn), or rebuild the schedule in code "
             "and restore only the step."
@@ -142,7 +146,8 @@ def _encode(value: Any, owner: Schedule) -> Any:
     return value
 
 
-def _callable_name(fn: Callable[..., Any]) -> str:
+def callable_name(fn: Callable[..., Any]) -> str:
+    """The qualified name of a Python callable, or its repr (for reprs and messages)."""
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
@@ -154,7 +159,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def from_dict(d: Mapping[str, Any]) -> Schedule | Hyper:
+def from_dict(d: Mapping[str, Any]) -> Policy:
     """Rebuild a schedule from :meth:`Schedule.to_dict` output, or a
     :class:`~lrkit.schedules.Hyper` (such as ``one_cycle(...)``) from ``Hyper.to_dict()``
     output: ``from_dict(s.to_dict()) == s`` for both."""
@@ -162,14 +167,75 @@ def from_dict(d: Mapping[str, Any]) -> Schedule | Hyper:
         raise ValueError(f"expected a dict with a 'type' key from Schedule.to_dict(), got {d!r}")
     kind = d["type"]
     if kind == "hyper":
-        from .onecycle import Hyper
-
         return Hyper.from_dict(d)
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise ValueError(f"unknown schedule type {kind!r}; known types: {sorted(_REGISTRY)}")
     kwargs = {k: _decode(v) for k, v in d.items() if k != "type"}
     return cls(**kwargs)
+
+
+# -- the policy type -------------------------------------------------------------------------------
+@dataclass(frozen=True, repr=False)
+class Hyper:
+    """Schedules for several hyperparameters that belong together, such as one-cycle's LR and
+    momentum. :class:`lrkit.Scheduler` accepts it directly as ``lr=``.
+
+    ``lrkit.schedules.from_dict(h.to_dict()) == h``; the repr of a Hyper made by
+    :func:`~lrkit.schedules.one_cycle` reads like that call,
+    ``one_cycle(peak=0.8, total_steps=1000)``.
+    """
+
+    lr: Schedule
+    momentum: Schedule | None = None
+
+    @property
+    def steps(self) -> int | None:
+        """Length of the LR schedule."""
+        return self.lr.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description; :meth:`from_dict` and :func:`lrkit.schedules.from_dict`
+        rebuild it."""
+        return {
+            "type": "hyper",
+            "lr": self.lr.to_dict(),
+            "momentum": None if self.momentum is None else self.momentum.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Hyper:
+        """Rebuild from :meth:`to_dict` output (also read without its ``"type"`` key, as
+        written by earlier versions)."""
+        kind = d.get("type", "hyper")
+        if kind != "hyper":
+            raise ValueError(f"expected a Hyper's dict (type 'hyper'), got type {kind!r}")
+        lr = from_dict(d["lr"])
+        m = d.get("momentum")
+        momentum = None if m is None else from_dict(m)
+        if not isinstance(lr, Schedule) or not (momentum is None or isinstance(momentum, Schedule)):
+            raise ValueError("a Hyper's lr and momentum must be schedules, not Hypers")
+        return cls(lr=lr, momentum=momentum)
+
+    def __repr__(self) -> str:
+        lr, mom = self.lr, self.momentum
+        short = lr.hyper_repr(mom) if isinstance(lr, Schedule) else None
+        if short is not None:
+            return short
+        if mom is None:
+            return f"Hyper(lr={lr!r})"
+        return f"Hyper(lr={lr!r}, momentum={mom!r})"
+
+
+Policy: TypeAlias = Schedule | Hyper
+"""What a driver accepts as ``lr``: a schedule, or a :class:`Hyper` pair of lr and momentum
+schedules."""
+
+
+def as_hyper(policy: Policy) -> Hyper:
+    """``policy`` as a :class:`Hyper`: a Hyper as it is, a schedule as ``Hyper(lr=schedule)``
+    (no momentum schedule)."""
+    return policy if isinstance(policy, Hyper) else Hyper(lr=policy)
 
 
 # -- validation helpers ----------------------------------------------------------------------------

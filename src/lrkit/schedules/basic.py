@@ -16,7 +16,7 @@ import numpy as np
 from ._base import (
     FloatArray,
     Schedule,
-    _callable_name,
+    callable_name,
     check_finite,
     check_length,
     check_non_negative,
@@ -280,7 +280,7 @@ class custom(Schedule):
 
     def __repr__(self) -> str:
         length = "" if self.steps is None else f", steps={self.steps}"
-        return f"custom({_callable_name(self.fn)}{length})"
+        return f"custom({callable_name(self.fn)}{length})"
 
 
 def _as_step(x: Any) -> int | float:

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._base import Schedule
-from .onecycle import Hyper
+from ._base import Hyper, Policy, Schedule
 
 __all__ = ["check_values", "first_invalid", "valid_range"]
 
@@ -30,7 +29,7 @@ def valid_range(upper: float | None = None) -> str:
 
 
 def check_values(
-    value: float | Schedule | Hyper, steps: int, what: str = "lr", *, upper: float | None = None
+    value: float | Policy, steps: int, what: str = "lr", *, upper: float | None = None
 ) -> None:
     """Raise ``ValueError`` if ``value`` (a number, a schedule, or each schedule of a
     :class:`Hyper`) is NaN, infinite or negative (or ``>= upper``, when given) at any of the

@@ -3,11 +3,11 @@ schedule, shared by ``lrkit schedule``, ``lrkit compare`` and the recipes."""
 
 from __future__ import annotations
 
-from ._base import Schedule
+from ._base import Hyper, Policy
 from .basic import constant, cosine, exponential, linear, multistep, polynomial, step
 from .compose import warmup, wsd
 from .cyclic import cyclic, sgdr
-from .onecycle import Hyper, one_cycle
+from .onecycle import one_cycle
 
 __all__ = ["NAMES", "named"]
 
@@ -51,7 +51,7 @@ def named(
     warmup_steps: int | None = None,
     decay_steps: int | None = None,
     milestones: list[int] | None = None,
-) -> Schedule | Hyper:
+) -> Policy:
     """Build the schedule called ``name`` (one of :data:`NAMES`) from a few options.
 
     ``peak`` is the largest value; ``steps`` the number of optimizer steps to draw and, for

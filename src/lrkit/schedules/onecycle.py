@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -12,13 +11,13 @@ import numpy as np
 
 from ._base import (
     FloatArray,
+    Hyper,
     Schedule,
     check_finite,
     check_length,
     check_non_negative,
     check_positive,
     check_steps,
-    from_dict,
     register,
     setattr_frozen,
 )
@@ -246,6 +245,18 @@ class one_cycle_lr(_Cycle):
             out.append(("end", self.end))
         return out + _cycle_args(self)
 
+    def hyper_repr(self, momentum: Schedule | None) -> str | None:
+        """``one_cycle(...)`` for a :class:`Hyper` of this LR with no momentum or with the
+        :class:`one_cycle_momentum` that cycles with it; ``None`` otherwise."""
+        if momentum is None:
+            return _call("one_cycle", [*self.call_args(), ("momentum", None)])
+        if isinstance(momentum, one_cycle_momentum) and momentum.matches(self):
+            args = self.call_args()
+            if (momentum.high, momentum.low) != (0.95, 0.85):
+                args.append(("momentum", (momentum.high, momentum.low)))
+            return _call("one_cycle", args)
+        return None
+
     def __repr__(self) -> str:
         return _call(self.name, self.call_args())
 
@@ -296,61 +307,6 @@ class one_cycle_momentum(_Cycle):
             lr.anneal,
             lr.three_phase,
         )
-
-
-@dataclass(frozen=True, repr=False)
-class Hyper:
-    """Schedules for several hyperparameters that belong together, such as one-cycle's LR and
-    momentum. :class:`lrkit.Scheduler` accepts it directly as ``lr=``.
-
-    ``lrkit.schedules.from_dict(h.to_dict()) == h``; the repr of a Hyper made by
-    :func:`one_cycle` reads like that call, ``one_cycle(peak=0.8, total_steps=1000)``.
-    """
-
-    lr: Schedule
-    momentum: Schedule | None = None
-
-    @property
-    def steps(self) -> int | None:
-        """Length of the LR schedule."""
-        return self.lr.steps
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able description; :meth:`from_dict` and :func:`lrkit.schedules.from_dict`
-        rebuild it."""
-        return {
-            "type": "hyper",
-            "lr": self.lr.to_dict(),
-            "momentum": None if self.momentum is None else self.momentum.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Hyper:
-        """Rebuild from :meth:`to_dict` output (also read without its ``"type"`` key, as
-        written by earlier versions)."""
-        kind = d.get("type", "hyper")
-        if kind != "hyper":
-            raise ValueError(f"expected a Hyper's dict (type 'hyper'), got type {kind!r}")
-        lr = from_dict(d["lr"])
-        m = d.get("momentum")
-        momentum = None if m is None else from_dict(m)
-        if not isinstance(lr, Schedule) or not (momentum is None or isinstance(momentum, Schedule)):
-            raise ValueError("a Hyper's lr and momentum must be schedules, not Hypers")
-        return cls(lr=lr, momentum=momentum)
-
-    def __repr__(self) -> str:
-        lr, mom = self.lr, self.momentum
-        if isinstance(lr, one_cycle_lr):
-            if mom is None:
-                return _call("one_cycle", [*lr.call_args(), ("momentum", None)])
-            if isinstance(mom, one_cycle_momentum) and mom.matches(lr):
-                args = lr.call_args()
-                if (mom.high, mom.low) != (0.95, 0.85):
-                    args.append(("momentum", (mom.high, mom.low)))
-                return _call("one_cycle", args)
-        if mom is None:
-            return f"Hyper(lr={lr!r})"
-        return f"Hyper(lr={lr!r}, momentum={mom!r})"
 
 
 def one_cycle(
