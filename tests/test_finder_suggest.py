@@ -428,3 +428,18 @@ def test_steepest_is_pytorch_lr_finders_suggestion_on_lrkits_curve(seed: int) ->
     assert s.lr is not None and s.low is not None and s.high is not None
     assert s.lr >= result.lrs[10] > result.lrs[0]
     assert result.lrs[0] <= s.low <= s.lr <= s.high <= result.lrs[-1]
+
+
+def test_the_classic_rules_module_reads_curves_as_suggest_does() -> None:
+    from lrkit.finder import classic_rules, suggest
+
+    x, y = classic_rules.finite_curve([0.0, 0.1, 0.2, 0.3, 0.4], [5.0, 4.0, 3.0, math.nan, 1.0])
+    assert x.tolist() == [0.1, 0.2] and y.tolist() == [4.0, 3.0]
+    for name in ("ema", "suggest_minimum", "suggest_steepest", "suggest_valley"):
+        assert getattr(suggest, name) is getattr(classic_rules, name)
+    # the lr <= 0 head and the non-finite tail are left out by every rule alike
+    lrs = np.concatenate([[0.0], LRS])
+    losses = np.concatenate([[9.0], CLEAN])
+    losses[-3:] = np.inf
+    assert suggest_minimum(lrs, losses) == suggest_minimum(LRS[:-3], CLEAN[:-3])
+    assert suggest_lrkit(lrs, losses) == suggest_lrkit(LRS[:-3], CLEAN[:-3])

@@ -74,7 +74,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
+
+from lrkit.finder.classic_rules import (
+    STEEPEST_SKIP_END,
+    STEEPEST_SKIP_START,
+    ArrayLike,
+    FloatArray,
+    ema,
+    finite_curve,
+    suggest_minimum,
+    suggest_steepest,
+    suggest_valley,
+)
 
 __all__ = [
     "METHODS",
@@ -96,9 +107,6 @@ __all__ = [
 Method = Literal["lrkit", "minimum", "steepest", "valley"]
 METHODS: tuple[Method, ...] = ("lrkit", "minimum", "steepest", "valley")
 
-ArrayLike = npt.ArrayLike
-FloatArray = npt.NDArray[np.float64]
-
 _MIN_POINTS = 8
 _MEDIAN_WINDOW = 5
 _MIN_BANDWIDTH_DECADES = 0.1
@@ -107,13 +115,6 @@ _NOISE_FACTOR = 2.0
 _BASIN_TOLERANCE = 0.10
 _PEAK_FACTOR = 0.5
 _LN10 = math.log(10.0)
-
-STEEPEST_SKIP_START = 10
-"""Points :func:`suggest_steepest` leaves out at the start of a curve (pytorch-lr-finder's
-default ``skip_start``)."""
-STEEPEST_SKIP_END = 5
-"""Points :func:`suggest_steepest` leaves out at the end of a curve (pytorch-lr-finder's
-default ``skip_end``)."""
 
 
 @dataclass(frozen=True)
@@ -159,127 +160,6 @@ class CurveAnalysis:
     descent_start: float | None = None
     drop: float = 0.0
     noise: float = 0.0
-
-
-def _as_curve(lrs: ArrayLike, losses: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    """Validate a curve, drop leading points with ``lr <= 0`` (a linear sweep from 0 has no
-    place on a log axis) and cut it at the first non-finite loss."""
-    x = np.asarray(lrs, dtype=np.float64).reshape(-1)
-    y = np.asarray(losses, dtype=np.float64).reshape(-1)
-    if x.shape != y.shape:
-        raise ValueError(f"lrs and losses differ in length: {x.size} vs {y.size}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("lrs must be finite")
-    if x.size > 1 and np.any(np.diff(x) <= 0):
-        raise ValueError("lrs must be strictly increasing")
-    positive = int(np.searchsorted(x, 0.0, side="right"))
-    x, y = x[positive:], y[positive:]
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size:
-        x, y = x[: bad[0]], y[: bad[0]]
-    return x, y
-
-
-def ema(losses: ArrayLike, beta: float = 0.98) -> FloatArray:
-    """Bias-corrected exponential moving average, as used by the range test.
-
-    ``avg_i = beta * avg_(i-1) + (1 - beta) * loss_i`` with ``avg_(-1) = 0``, and
-    ``smoothed_i = avg_i / (1 - beta**(i+1))`` (Adam's bias correction: without it the first
-    values are pulled towards 0). ``beta = 0`` returns the losses unchanged. Non-finite values
-    propagate.
-    """
-    y = np.asarray(losses, dtype=np.float64).reshape(-1)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
-    if beta == 0.0 or y.size == 0:
-        same: FloatArray = y.copy()
-        return same
-    out: FloatArray = np.empty_like(y)
-    avg = 0.0
-    correction = 1.0
-    for i, v in enumerate(y):
-        avg = beta * avg + (1.0 - beta) * v
-        correction *= beta
-        out[i] = avg / (1.0 - correction)
-    return out
-
-
-def suggest_minimum(lrs: ArrayLike, losses: ArrayLike) -> float | None:
-    """The LR at the minimum of ``losses`` divided by 10.
-
-    The rule of the CLR literature (Smith 2015's range test read in the PyTorch tutorial and
-    fastai's ``minimum``): the minimum marks where the LR becomes too large; a tenth of it is
-    safely inside the range where the loss falls. Pass the smoothed loss. ``None`` for an empty
-    curve. The result can be below ``min(lrs)`` when the minimum is in the first decade.
-    """
-    x, y = _as_curve(lrs, losses)
-    if y.size == 0:
-        return None
-    return float(x[int(np.argmin(y))] / 10.0)
-
-
-def suggest_steepest(
-    lrs: ArrayLike,
-    losses: ArrayLike,
-    *,
-    skip_start: int = STEEPEST_SKIP_START,
-    skip_end: int = STEEPEST_SKIP_END,
-) -> float | None:
-    """The LR where ``losses`` fall fastest per unit of log-LR, away from the ends of the sweep.
-
-    The rule of pytorch-lr-finder (its ``plot(suggest_lr=True)``) and fastai's ``steep``: the
-    first ``skip_start`` and the last ``skip_end`` points are left out (pytorch-lr-finder's
-    defaults, 10 and 5), and the suggestion is the LR at the most negative
-    ``np.gradient(losses, ln(lrs))`` of the rest. The first points of a smoothed curve move most
-    from one step to the next (the moving average has seen only a few losses, so noise alone
-    can make them the steepest drop, at the very first LR of the sweep), and the last ones are
-    the divergence; on an exponential sweep the gradient per unit of log-LR has its minimum
-    where pytorch-lr-finder's gradient per step has, and on a linear sweep it is not biased
-    towards the densely sampled end. The answer always lies within the points read. Pass the
-    smoothed loss. It fails badly when the loss spikes and recovers during the sweep: the
-    recovery is the steepest drop.
-
-    ``None`` when fewer than ``skip_start + skip_end + 2`` points are finite (pytorch-lr-finder
-    refuses such a curve too) or the loss never falls between the skipped ends.
-    """
-    for name, value in (("skip_start", skip_start), ("skip_end", skip_end)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-    x, y = _as_curve(lrs, losses)
-    if y.size < max(3, skip_start + skip_end + 2):
-        return None
-    x, y = x[skip_start : y.size - skip_end], y[skip_start : y.size - skip_end]
-    grad = np.gradient(y, np.log(x))
-    i = int(np.argmin(grad))
-    if grad[i] >= 0:
-        return None
-    return float(x[i])
-
-
-def suggest_valley(lrs: ArrayLike, losses: ArrayLike) -> float | None:
-    """A point two thirds of the way down the longest descending stretch of ``losses``.
-
-    The longest run of consecutive strict decreases is found; the suggestion is the LR at index
-    ``start + 2/3 * (end - start)`` of that run (the idea of fastai's ``valley``, which tends to
-    be conservative: often 10-30x below the best one-cycle peak). ``None`` when the loss never
-    decreases.
-    """
-    x, y = _as_curve(lrs, losses)
-    if y.size < 2:
-        return None
-    down = np.diff(y) < 0
-    best_len, best_start, run_start = 0, 0, 0
-    for i, d in enumerate(down):
-        if not d:
-            run_start = i + 1
-            continue
-        length = i + 1 - run_start
-        if length > best_len:
-            best_len, best_start = length, run_start
-    if best_len == 0:
-        return None
-    k = best_start + round(2.0 * best_len / 3.0)
-    return float(x[k])
 
 
 def _running_median(y: FloatArray, window: int) -> FloatArray:
@@ -341,7 +221,7 @@ def zero_lag_smooth(lrs: ArrayLike, losses: ArrayLike) -> FloatArray:
     local-linear Gaussian kernel regression in ``ln(lr)``. Returns the smooth of the finite
     prefix of the curve.
     """
-    x, y = _as_curve(lrs, losses)
+    x, y = finite_curve(lrs, losses)
     if y.size == 0:
         return y
     return _smooth(np.log(x), y, _smoother_matrix(np.log(x)))
@@ -427,7 +307,7 @@ def analyze_curve(lrs: ArrayLike, losses: ArrayLike) -> CurveAnalysis:
     See the module docstring for the rule and why it is built this way. ``losses`` are the raw
     per-step losses (not EMA-smoothed); the rule smooths them itself without lag.
     """
-    x, y = _as_curve(lrs, losses)
+    x, y = finite_curve(lrs, losses)
     return _analyze(x, y, _smoother_matrix(np.log(x)) if x.size else np.empty((0, 0)))
 
 
@@ -494,7 +374,7 @@ def suggest_lr(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    x, y = _as_curve(lrs, losses)
+    x, y = finite_curve(lrs, losses)
     if method == "lrkit":
         a = _smoother_matrix(np.log(x)) if x.size else np.empty((0, 0))
         found = _analyze(x, y, a)
@@ -534,7 +414,7 @@ def suggest_lr(
     curves = list(repeat_losses or [])
     if len(curves) >= 2:
         for c in curves:
-            cx, cy = _as_curve(np.asarray(lrs, dtype=np.float64)[: np.size(c)], c)
+            cx, cy = finite_curve(np.asarray(lrs, dtype=np.float64)[: np.size(c)], c)
             v = rule(cx, cy)
             if v is not None:
                 values.append(v)
