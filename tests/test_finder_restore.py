@@ -236,3 +236,29 @@ def test_tensor_lr_restored_in_place() -> None:
     assert len(res.lrs) >= 2
     assert opt.param_groups[0]["lr"] is lr_tensor
     assert_same_state(before, capture(model, opt))
+
+
+@pytest.mark.parametrize("mode", ["cpu", "disk"])
+def test_snapshot_undoes_entries_added_removed_and_replaced(mode: str) -> None:
+    model, opt, data = _adam_setup()
+    before = capture(model, opt)
+    p0 = next(model.parameters())
+    exp_avg = opt.state[p0]["exp_avg"]
+    running_mean = model.bn.running_mean
+    snap = TrainingSnapshot.take(model, opt, mode=mode)  # type: ignore[arg-type]
+    pretrain(model, opt, data, steps=2)
+    opt.param_groups[0]["added"] = 1.0
+    del opt.param_groups[1]["betas"]
+    opt.state[p0]["added"] = torch.ones(1)
+    del opt.state[p0]["exp_avg_sq"]
+    opt.state[p0]["exp_avg"] = torch.zeros(3)  # another shape: put back as a new tensor
+    model.bn.running_var = None  # type: ignore[assignment]
+    model.eval()
+    snap.restore()
+    assert "added" not in opt.param_groups[0] and opt.param_groups[1]["betas"] == (0.8, 0.99)
+    assert "added" not in opt.state[p0] and "exp_avg_sq" in opt.state[p0]
+    assert opt.state[p0]["exp_avg"] is not exp_avg
+    assert model.bn.running_mean is running_mean  # the same shape: restored in place
+    assert model.training and model.bn.running_var is not None
+    assert_same_state(before, capture(model, opt))
+    snap.close()

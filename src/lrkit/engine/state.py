@@ -307,82 +307,91 @@ class TrainingSnapshot:
         """Restore the model (parameters, gradients, buffers, train/eval modes), the optimizer
         (state and param-group hyperparameters) and the GradScaler."""
         store = self._load()
-        fresh = self._store is None
-
-        def value(slot: _TensorSlot) -> torch.Tensor:
-            t = store[slot.key]
-            return t.to(slot.device) if fresh else t.to(slot.device, copy=True)
-
-        def put(current: object, slot: _TensorSlot) -> torch.Tensor:
-            src = store[slot.key]
-            if (
-                isinstance(current, torch.Tensor)
-                and current.shape == src.shape
-                and current.dtype == src.dtype
-                and current.device == slot.device
-                and current.layout == src.layout
-            ):
-                current.copy_(src)
-                return current
-            return value(slot)
-
         with torch.no_grad():
-            for p, data_slot, grad_slot in self._params:
-                p.copy_(store[data_slot.key])
-                if grad_slot is None:
-                    p.grad = None
-                else:
-                    p.grad = put(p.grad, grad_slot)
-            for module, name, slot in self._buffers:
-                if slot is None:
-                    module._buffers[name] = None
-                else:
-                    module._buffers[name] = put(module._buffers[name], slot)
-            for module, training in self._training:
-                module.training = training
+            self._restore_model(store)
+            self._restore_optimizer(store)
+        self._restore_scaler()
 
-            opt = self.optimizer
-            keep = {id(k) for k in self._opt_state_keys}
-            for key in list(opt.state.keys()):
-                if id(key) not in keep:
-                    del opt.state[key]
-            for k, param in enumerate(self._opt_params):
-                saved = self._opt_state.get(k)
-                if saved is None:
-                    continue
-                current = opt.state[param]
-                for name in list(current.keys()):
-                    if name not in saved:
-                        del current[name]
-                for name, v in saved.items():
-                    if isinstance(v, _TensorSlot):
-                        current[name] = put(current.get(name), v)
-                    else:
-                        current[name] = copy.deepcopy(v)
-            for group, saved_group in zip(opt.param_groups, self._groups, strict=False):
-                for name in list(group.keys()):
-                    if name != "params" and name not in saved_group:
-                        del group[name]
-                for name, v in saved_group.items():
-                    if isinstance(v, _TensorSlot):
-                        group[name] = put(group.get(name), v)
-                    else:
-                        group[name] = copy.deepcopy(v)
+    def _put(
+        self, store: dict[str, torch.Tensor], current: object, slot: _TensorSlot
+    ) -> torch.Tensor:
+        """The saved tensor of ``slot``: copied into ``current`` when it is a tensor of the same
+        shape, dtype, device and layout (so references to it stay valid), else a new tensor on
+        the slot's device (a copy when the store is kept for later restores)."""
+        src = store[slot.key]
+        if (
+            isinstance(current, torch.Tensor)
+            and current.shape == src.shape
+            and current.dtype == src.dtype
+            and current.device == slot.device
+            and current.layout == src.layout
+        ):
+            current.copy_(src)
+            return current
+        fresh = self._store is None
+        return src.to(slot.device) if fresh else src.to(slot.device, copy=True)
 
-        if self.scaler is not None and self._scaler_state is not None:
-            st = self._scaler_state
-            if st["state_dict"]:
-                self.scaler.load_state_dict(st["state_dict"])
-            if st["lazy"] and hasattr(self.scaler, "_scale"):
-                self.scaler._scale = None
-                self.scaler._growth_tracker = None
-            if st["init_scale"] is not None:
-                self.scaler._init_scale = st["init_scale"]
-            if st["init_growth_tracker"] is not None:
-                self.scaler._init_growth_tracker = st["init_growth_tracker"]
-            states = getattr(self.scaler, "_per_optimizer_states", None)
-            if st["per_optimizer_empty"] and states is not None:
-                states.clear()
+    def _restore_model(self, store: dict[str, torch.Tensor]) -> None:
+        """Parameters, gradients, buffers and train/eval modes."""
+        for p, data_slot, grad_slot in self._params:
+            p.copy_(store[data_slot.key])
+            p.grad = None if grad_slot is None else self._put(store, p.grad, grad_slot)
+        for module, name, slot in self._buffers:
+            module._buffers[name] = (
+                None if slot is None else self._put(store, module._buffers[name], slot)
+            )
+        for module, training in self._training:
+            module.training = training
+
+    def _restore_optimizer(self, store: dict[str, torch.Tensor]) -> None:
+        """The optimizer's per-parameter state and its param groups' hyperparameters: entries
+        added since the snapshot are deleted, the saved ones put back."""
+        opt = self.optimizer
+        keep = {id(k) for k in self._opt_state_keys}
+        for key in list(opt.state.keys()):
+            if id(key) not in keep:
+                del opt.state[key]
+        for k, param in enumerate(self._opt_params):
+            saved = self._opt_state.get(k)
+            if saved is not None:
+                self._restore_entries(store, opt.state[param], saved, keep=())
+        for group, saved_group in zip(opt.param_groups, self._groups, strict=False):
+            self._restore_entries(store, group, saved_group, keep=("params",))
+
+    def _restore_entries(
+        self,
+        store: dict[str, torch.Tensor],
+        current: dict[str, Any],
+        saved: dict[str, Any],
+        keep: tuple[str, ...],
+    ) -> None:
+        """Make ``current`` hold the ``saved`` entries (and those named in ``keep``) only."""
+        for name in list(current.keys()):
+            if name not in keep and name not in saved:
+                del current[name]
+        for name, v in saved.items():
+            if isinstance(v, _TensorSlot):
+                current[name] = self._put(store, current.get(name), v)
+            else:
+                current[name] = copy.deepcopy(v)
+
+    def _restore_scaler(self) -> None:
+        """The GradScaler's state, including a scale not yet made (a lazy scaler)."""
+        if self.scaler is None or self._scaler_state is None:
+            return
+        st = self._scaler_state
+        if st["state_dict"]:
+            self.scaler.load_state_dict(st["state_dict"])
+        if st["lazy"] and hasattr(self.scaler, "_scale"):
+            self.scaler._scale = None
+            self.scaler._growth_tracker = None
+        if st["init_scale"] is not None:
+            self.scaler._init_scale = st["init_scale"]
+        if st["init_growth_tracker"] is not None:
+            self.scaler._init_growth_tracker = st["init_growth_tracker"]
+        states = getattr(self.scaler, "_per_optimizer_states", None)
+        if st["per_optimizer_empty"] and states is not None:
+            states.clear()
 
     def restore_rng(self) -> None:
         """Restore the global random number generators (and the data loaders' generators when
