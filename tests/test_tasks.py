@@ -410,8 +410,17 @@ def _lrkit_imports(path: Path) -> set[str]:
 
 
 def test_tasks_import_nothing_above_them() -> None:
-    allowed = ("lrkit._extras", "lrkit._optimizers", "lrkit.tasks")
+    allowed = ("lrkit._extras", "lrkit._optimizers", "lrkit.engine", "lrkit.tasks")
     package = Path(tasks_package.__file__).parent
     for path in sorted(package.glob("*.py")):
         for name in _lrkit_imports(path):
             assert name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_tasks_use_the_engines_loss_and_metric_types() -> None:
+    import lrkit.engine
+    import lrkit.tasks
+    from lrkit.tasks import _base
+
+    assert lrkit.tasks.LossFn is _base.LossFn is lrkit.engine.LossFn
+    assert lrkit.tasks.MetricFn is _base.MetricFn is lrkit.engine.MetricFn

@@ -19,6 +19,7 @@ from torch.utils.data import (
 )
 
 from lrkit._optimizers import default_lr
+from lrkit.engine import LossFn, MetricFn
 
 __all__ = [
     "SCORING",
@@ -33,12 +34,6 @@ __all__ = [
     "mse",
     "r2_score",
 ]
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss_fn(output, target) -> scalar tensor`` (mean over the batch)."""
-
-MetricFn = Callable[[Tensor, Tensor], float]
-"""``metric_fn(output, target) -> float``; higher is better."""
 
 TaskKind = Literal["classification", "regression"]
 
