@@ -602,3 +602,18 @@ def test_speedup_counts_a_seed_that_never_reaches_the_target_at_its_budget(
         "<h2>Summary"
     )
     assert re.search(r"<figcaption>speed-up ×5\.60: ", text)
+
+
+def test_recipes_keep_every_public_name_the_split_modules_define() -> None:
+    import lrkit.experiments as experiments
+    from lrkit.experiments import compare_grid, context, recipe_run, recipes
+
+    assert experiments.compare is recipes.compare is compare_grid.compare
+    assert callable(experiments.compare)
+    assert recipes.SCHEDULE_NAMES is compare_grid.SCHEDULE_NAMES
+    for name in ("Context", "RANGE_COST", "TUNE_COST", "TUNE_BUDGET"):
+        assert getattr(recipes, name) is getattr(context, name)
+    for name in ("Recipe", "RecipeRun", "RunInterrupted", "EXTENDABLE", "execute", "Build"):
+        assert getattr(recipes, name) is getattr(recipe_run, name)
+    assert experiments.RecipeRun is recipe_run.RecipeRun
+    assert "adam" in recipes.ADAPTIVE and recipes.WEIGHT_DECAYS[-1] == 0.0
