@@ -51,7 +51,9 @@ class _Table:
     def at(self, t: int) -> float:
         i = t - self.lo
         if self.lo < 0 or not 0 <= i < len(self.values):
-            values = [v * self.ratio for v in self.schedule.table(t, t + _BLOCK)]
+            end = getattr(self.schedule, "steps", None)  # held past its end: no longer block
+            stop = t + _BLOCK if end is None or t > end else min(t + _BLOCK, int(end) + 1)
+            values = [v * self.ratio for v in self.schedule.table(t, stop)]
             k = first_invalid(values, self.upper)
             if k == 0:
                 raise self._invalid(values[0], t)

@@ -71,7 +71,8 @@ class Schedule:
 
     def table(self, start: int, stop: int) -> list[float]:
         """Values for steps ``start .. stop-1`` as a list of floats (used by the driver)."""
-        return [float(v) for v in self._values(np.arange(start, stop, dtype=np.float64))]
+        values = np.asarray(self._values(np.arange(start, stop, dtype=np.float64)), np.float64)
+        return [float(v) for v in values.tolist()]
 
     # -- stateful pieces (metric-driven) ------------------------------------------------------
     def children(self) -> tuple[Schedule, ...]:
