@@ -349,8 +349,8 @@ def test_help_reads_in_whole_sentences(tmp_path: Path) -> None:
         "The README's main job: lrkit's peak against the usual LR and a grid of peaks." in help_of()
     )
     assert (
-        "With --test weight-decay or --test momentum, run Smith's test instead and print each "
-        "value's lowest loss" in help_of("find")
+        "Print each weight decay's lowest loss and suggestion and the recommended one; write the "
+        "plot (weight_decay_test.png)" in help_of("test", "weight-decay")
     )
     narrow = help_of("schedule", columns="80")
     assert "triangular2," in narrow and "warmup-cosine," in narrow  # no choice cut mid-word
@@ -371,7 +371,7 @@ def test_the_readme_task_example_runs_from_the_current_folder(tmp_path: Path) ->
 def test_ctrl_c_in_the_range_test_of_a_search_says_where_it_stopped(tmp_path: Path) -> None:
     tiny(tmp_path)
     mark = tmp_path / "started"
-    args = ["find", "--task", "tiny:make", "--budget", "0.5", "--total-steps", "2000"]
+    args = ["tune", "--task", "tiny:make", "--budget", "0.5", "--total-steps", "2000"]
     proc = start([*args, "--out", "tune"], tmp_path, TINY_MARK=str(mark), TINY_SLEEP="0.05")
     wait_for(mark.exists, proc, "the range test started")  # 100 steps of at least 0.05 s
     time.sleep(1.0)
@@ -528,10 +528,27 @@ def test_output_to_a_pipe_is_not_cut_at_80_columns(tmp_path: Path) -> None:
     assert re.search(r"6/6 \S+ \S+/seed=0: ok \d+:\d\d:\d\d$", progress[0]), progress
 
 
+def test_schedule_output_to_a_pipe_is_not_cut_at_80_columns(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    folder = tmp_path / ("plots-of-the-schedules-" * 5)
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "lrkit", "schedule", "cosine", "--out", str(folder / "s.png")],
+        cwd=tmp_path,
+        capture_output=True,  # stdout is a pipe, not a terminal
+        text=True,
+        env={**env, "NO_COLOR": "1"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(str(folder / "s.png")) > 120
+    assert done.stdout.splitlines()[-1] == f"wrote {folder / 's.png'}", done.stdout
+
+
 def test_ctrl_c_in_a_weight_decay_test_names_the_value_and_the_step(tmp_path: Path) -> None:
     tiny(tmp_path)
     mark = tmp_path / "started"
-    args = ["find", "--task", "tiny:make", "--test", "weight-decay", "--steps", "3000"]
+    args = ["test", "weight-decay", "--task", "tiny:make", "--steps", "3000"]
     proc = start([*args, "--out", "wd"], tmp_path, TINY_MARK=str(mark), TINY_SLEEP="0.01")
     wait_for(mark.exists, proc, "the first range test started")
     time.sleep(0.5)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -39,43 +39,6 @@ def _readable(console: Console) -> Console:
 
 console = _readable(Console())
 err_console = _readable(Console(stderr=True))
-
-
-BackendOption = Annotated[
-    str,
-    typer.Option(
-        help="Where the trials (and a search's probes) run: local (a process pool) or ray "
-        '(Ray tasks on a cluster; pip install "lrkit\\[ray]").'
-    ),
-]
-AddressOption = Annotated[
-    str | None,
-    typer.Option(
-        help="With --backend ray: the cluster's address (HOST:PORT, as `ray start --head` "
-        "prints it); default: $RAY_ADDRESS, else a Ray instance started on this machine."
-    ),
-]
-TrialCpusOption = Annotated[
-    float | None, typer.Option(help="With --backend ray: CPUs per trial (default 1).")
-]
-TrialGpusOption = Annotated[
-    float | None, typer.Option(help="With --backend ray: GPUs per trial (default 0).")
-]
-
-
-def backend_args(
-    backend: str, address: str | None, trial_cpus: float | None, trial_gpus: float | None
-) -> dict[str, Any]:
-    """The library's ``backend``, ``address`` and ``resources`` arguments from the options (the
-    library checks them)."""
-    resources: dict[str, float] | None = None
-    if trial_cpus is not None or trial_gpus is not None:
-        resources = {}
-        if trial_cpus is not None:
-            resources["num_cpus"] = trial_cpus
-        if trial_gpus is not None:
-            resources["num_gpus"] = trial_gpus
-    return {"backend": backend, "address": address, "resources": resources}
 
 
 BAD_INPUT = 2
@@ -133,16 +96,19 @@ def check_plot_file(path: Path, option: str = "--out") -> None:
 
 
 def reflow_help(app: typer.Typer) -> None:
-    """Join the lines of each paragraph of every command's help, so that the help wraps at the
-    terminal's width, not at the docstring's line breaks."""
+    """Join the lines of each paragraph of every command's help, its groups' commands too, so
+    that the help wraps at the terminal's width, not at the docstring's line breaks."""
     for info in app.registered_commands:
         text = info.help or (inspect.getdoc(info.callback) if info.callback else None)
         if text:
             paragraphs = inspect.cleandoc(text).split("\n\n")
             info.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
 
 
-def _bar() -> Progress:
+def progress_bar() -> Progress:
     """Progress bars on stderr; written to a file or pipe (where rich prints each task's line
     once, when the display stops), a line per phase without the bar and the time left."""
     live = err_console.is_terminal
@@ -162,7 +128,7 @@ def _bar() -> Progress:
 def sweep_progress(description: str) -> Iterator[Callable[[TrialRecord, int, int], None]]:
     """A progress bar fed by :func:`lrkit.experiments.run_trials`' ``progress`` callback; it
     appears with the first finished trial, so bad input shows its error alone."""
-    bar = _bar()
+    bar = progress_bar()
     task = bar.add_task(description, total=None, info="")
 
     def update(rec: TrialRecord, done: int, total: int) -> None:
@@ -180,7 +146,7 @@ def sweep_progress(description: str) -> Iterator[Callable[[TrialRecord, int, int
 @contextmanager
 def range_test_progress(description: str) -> Iterator[Callable[[int, int, float, float], None]]:
     """A progress bar fed by :func:`lrkit.range_test`'s ``progress`` callback."""
-    with _bar() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(description, total=None, info="")
 
         def update(done: int, total: int, lr: float, loss: float) -> None:

@@ -14,17 +14,19 @@ from rich.table import Table
 
 from ._common import (
     TRIALS_FAILED,
-    AddressOption,
-    BackendOption,
-    TrialCpusOption,
-    TrialGpusOption,
-    _bar,
-    backend_args,
     console,
     err_console,
     fail,
     interrupted,
+    progress_bar,
     sweep_progress,
+)
+from .options import (
+    AddressOption,
+    BackendOption,
+    TrialCpusOption,
+    TrialGpusOption,
+    backend_args,
 )
 
 if TYPE_CHECKING:
@@ -135,7 +137,7 @@ def _tune_and_trials_progress(description: str) -> Iterator[dict[str, Any]]:
     """One display of two bars, each appearing when its phase starts: tuning the peak (the
     range test and the probes of ``tune_lr``) and the trials. Callbacks for ``progress``,
     ``tune_progress`` and ``log`` (which recipes call between the two phases)."""
-    bar = _bar()
+    bar = progress_bar()
     rows: dict[str, TaskID] = {}
 
     def row(name: str, text: str) -> TaskID:
@@ -267,152 +269,134 @@ def print_tasks() -> None:
         console.print(grid)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the experiment commands to ``app``."""
+def tasks_cmd() -> None:
+    """List the built-in tasks."""
+    print_tasks()
 
-    @app.command("tasks")
-    def tasks_cmd() -> None:
-        """List the built-in tasks."""
-        print_tasks()
 
-    @app.command("run")
-    def run_cmd(
-        recipe: Annotated[
-            str, typer.Argument(help="Recipe name; `lrkit run --list` lists them.")
-        ] = "",
-        task: Annotated[
-            str, typer.Option(help="Built-in task or module:function.")
-        ] = "mnist1d-cnn",
-        seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
-        out: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
-        epochs: Annotated[float | None, typer.Option(help="Baseline budget in epochs.")] = None,
-        peak: Annotated[float | None, typer.Option(help="Peak LR; skips the range test.")] = None,
-        workers: Annotated[
-            int | None, typer.Option(help="Processes (default: one per core).")
-        ] = None,
-        report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
-        list_: Annotated[bool, typer.Option("--list", help="List the recipes and exit.")] = False,
-        backend: BackendOption = "local",
-        address: AddressOption = None,
-        trial_cpus: TrialCpusOption = None,
-        trial_gpus: TrialGpusOption = None,
-    ) -> None:
-        """Run a recipe from the literature on a task, over several seeds."""
-        from ..experiments import RECIPES, run_recipe
+def run_cmd(
+    recipe: Annotated[str, typer.Argument(help="Recipe name; `lrkit run --list` lists them.")] = "",
+    task: Annotated[str, typer.Option(help="Built-in task or module:function.")] = "mnist1d-cnn",
+    seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
+    out: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Baseline budget in epochs.")] = None,
+    peak: Annotated[float | None, typer.Option(help="Peak LR; skips the range test.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.html at the end.")] = True,
+    list_: Annotated[bool, typer.Option("--list", help="List the recipes and exit.")] = False,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    trial_cpus: TrialCpusOption = None,
+    trial_gpus: TrialGpusOption = None,
+) -> None:
+    """Run a recipe from the literature on a task, over several seeds."""
+    from ..experiments import RECIPES, run_recipe
 
-        if list_ or not recipe:
-            for r in RECIPES.values():
-                console.print(f"[bold]{r.name}[/bold]: {r.claim}\n    [dim]{r.source}[/dim]")
-            return
-        run_and_report(
-            f"{recipe} on {task}",
-            run_recipe,
-            report=report,
-            name=recipe,
-            task=task,
-            seeds=seeds,
-            out=out,
-            epochs=epochs,
-            peak=peak,
-            workers=workers,
-            **backend_args(backend, address, trial_cpus, trial_gpus),
-        )
+    if list_ or not recipe:
+        for r in RECIPES.values():
+            console.print(f"[bold]{r.name}[/bold]: {r.claim}\n    [dim]{r.source}[/dim]")
+        return
+    run_and_report(
+        f"{recipe} on {task}",
+        run_recipe,
+        report=report,
+        name=recipe,
+        task=task,
+        seeds=seeds,
+        out=out,
+        epochs=epochs,
+        peak=peak,
+        workers=workers,
+        **backend_args(backend, address, trial_cpus, trial_gpus),
+    )
 
-    @app.command("compare")
-    def compare_cmd(
-        task: Annotated[
-            str, typer.Option(help="Built-in task or module:function.")
-        ] = "mnist1d-cnn",
-        optimizers: Annotated[
-            str, typer.Option(help="Comma-separated optimizer names.")
-        ] = "sgd,adam",
-        schedules: Annotated[
-            str,
-            typer.Option(
-                help="Comma-separated: constant, one-cycle, triangular, triangular2, "
-                "cosine, warmup-cosine, step."
-            ),
-        ] = "constant,one-cycle",
-        seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
-        out: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
-        epochs: Annotated[float | None, typer.Option(help="Budget in epochs.")] = None,
-        peak: Annotated[float | None, typer.Option(help="Peak LR; skips the range tests.")] = None,
-        workers: Annotated[
-            int | None, typer.Option(help="Processes (default: one per core).")
-        ] = None,
-        backend: BackendOption = "local",
-        address: AddressOption = None,
-        trial_cpus: TrialCpusOption = None,
-        trial_gpus: TrialGpusOption = None,
-    ) -> None:
-        """An ad-hoc grid of optimizers × schedules × seeds."""
-        from ..experiments import compare
 
-        run_and_report(
-            f"compare on {task}",
-            compare,
-            task=task,
-            optimizers=_names(optimizers),
-            schedules=_names(schedules),
-            seeds=seeds,
-            out=out,
-            epochs=epochs,
-            peak=peak,
-            workers=workers,
-            **backend_args(backend, address, trial_cpus, trial_gpus),
-        )
+def compare_cmd(
+    task: Annotated[str, typer.Option(help="Built-in task or module:function.")] = "mnist1d-cnn",
+    optimizers: Annotated[str, typer.Option(help="Comma-separated optimizer names.")] = "sgd,adam",
+    schedules: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: constant, one-cycle, triangular, triangular2, "
+            "cosine, warmup-cosine, step."
+        ),
+    ] = "constant,one-cycle",
+    seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
+    out: Annotated[Path | None, typer.Option(help="Run directory (resumable).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Budget in epochs.")] = None,
+    peak: Annotated[float | None, typer.Option(help="Peak LR; skips the range tests.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    trial_cpus: TrialCpusOption = None,
+    trial_gpus: TrialGpusOption = None,
+) -> None:
+    """An ad-hoc grid of optimizers × schedules × seeds."""
+    from ..experiments import compare
 
-    @app.command("report")
-    def report_cmd(
-        run_dir: Annotated[Path, typer.Argument(help="A run directory made by run/compare/demo.")],
-        out: Annotated[
-            Path | None, typer.Option(help="HTML path (default RUN_DIR/report.html).")
-        ] = None,
-    ) -> None:
-        """Write one self-contained HTML report of a run directory."""
-        from .._files import check_writable_file
-        from ..experiments import write_report
+    run_and_report(
+        f"compare on {task}",
+        compare,
+        task=task,
+        optimizers=_names(optimizers),
+        schedules=_names(schedules),
+        seeds=seeds,
+        out=out,
+        epochs=epochs,
+        peak=peak,
+        workers=workers,
+        **backend_args(backend, address, trial_cpus, trial_gpus),
+    )
 
-        try:
-            check_writable_file(out if out is not None else run_dir / "report.html")
-            path = write_report(run_dir, out)
-        except (ValueError, TypeError) as err:
-            raise fail(err) from err
-        console.print(f"wrote {path}")
 
-    @app.command("demo")
-    def demo_cmd(
-        out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
-        task: Annotated[str, typer.Option(help="Task to demonstrate on.")] = "mnist1d-cnn-paper",
-        seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
-        epochs: Annotated[
-            float | None,
-            typer.Option(help="One cycle's length in epochs (default: the task's)."),
-        ] = None,
-        workers: Annotated[
-            int | None, typer.Option(help="Processes (default: one per core).")
-        ] = None,
-        backend: BackendOption = "local",
-        address: AddressOption = None,
-        trial_cpus: TrialCpusOption = None,
-        trial_gpus: TrialGpusOption = None,
-    ) -> None:
-        """The README's main job: lrkit's peak against the usual LR and a grid of peaks.
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by run/compare/demo.")],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML path (default RUN_DIR/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report of a run directory."""
+    from .._files import check_writable_file
+    from ..experiments import write_report
 
-        Tunes the one-cycle peak (range test and short probes) and takes the range test's
-        suggestion, trains one cycle at each and at seven peaks a third of a decade apart around
-        the optimizer's usual LR, prints where each choice lands against the grid's best with
-        what it cost, and writes an HTML report."""
-        from ..experiments import run_demo
+    try:
+        check_writable_file(out if out is not None else run_dir / "report.html")
+        path = write_report(run_dir, out)
+    except (ValueError, TypeError) as err:
+        raise fail(err) from err
+    console.print(f"wrote {path}")
 
-        run_and_report(
-            f"demo on {task}",
-            run_demo,
-            tune=True,
-            task=task,
-            out=out,
-            seeds=seeds,
-            epochs=epochs,
-            workers=workers,
-            **backend_args(backend, address, trial_cpus, trial_gpus),
-        )
+
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    task: Annotated[str, typer.Option(help="Task to demonstrate on.")] = "mnist1d-cnn-paper",
+    seeds: Annotated[int, typer.Option(help="Seeds per arm.")] = 3,
+    epochs: Annotated[
+        float | None,
+        typer.Option(help="One cycle's length in epochs (default: the task's)."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    backend: BackendOption = "local",
+    address: AddressOption = None,
+    trial_cpus: TrialCpusOption = None,
+    trial_gpus: TrialGpusOption = None,
+) -> None:
+    """The README's main job: lrkit's peak against the usual LR and a grid of peaks.
+
+    Tunes the one-cycle peak (range test and short probes) and takes the range test's
+    suggestion, trains one cycle at each and at seven peaks a third of a decade apart around
+    the optimizer's usual LR, prints where each choice lands against the grid's best with
+    what it cost, and writes an HTML report."""
+    from ..experiments import run_demo
+
+    run_and_report(
+        f"demo on {task}",
+        run_demo,
+        tune=True,
+        task=task,
+        out=out,
+        seeds=seeds,
+        epochs=epochs,
+        workers=workers,
+        **backend_args(backend, address, trial_cpus, trial_gpus),
+    )
