@@ -35,7 +35,7 @@ ScheduleFn = Callable[[float, int], "Schedule | Hyper"]
 @dataclass(frozen=True)
 class Probe:
     """One short run of the schedule: its peak, length in updates, validation score (NaN when it
-    diverged), the round it belonged to (1 first, as ``lrkit find --budget`` prints it), and its
+    diverged), the round it belonged to (1 first, as ``lrkit tune`` prints it), and its
     validation loss (the score itself without ``metric_fn``; NaN when it diverged)."""
 
     peak: float
