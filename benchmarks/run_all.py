@@ -18,6 +18,7 @@ RUNS = [
     ["claims.py"],  # after time_to_accuracy.py: it reads that cache
     ["ray_overhead.py"],
     ["gpu_checks.py"],
+    ["finetune.py"],
 ]
 
 if __name__ == "__main__":

@@ -77,6 +77,10 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
         )
         print(f"wrote {out}")
+    bench = HERE.parent.parent / "benchmarks"
+    if (bench.parent / "runs" / "bench-finetune" / "results.json").exists():
+        subprocess.run([sys.executable, "finetune.py", "--figure-only"], check=True, cwd=bench)
+        print(f"wrote {HERE / 'finetune_grid.png'} from benchmarks/finetune.py's results")
 
 
 if __name__ == "__main__":
