@@ -12,7 +12,7 @@ from ..train.optimizers import OPTIMIZERS, cycles_momentum
 from .context import Context
 from .recipe_run import Recipe, RecipeRun, execute
 from .summary import ranking_findings
-from .sweep import ProgressFn, Trial
+from .sweep import Trial, TrialProgressFn
 
 __all__ = ["SCHEDULE_NAMES", "compare"]
 
@@ -27,7 +27,7 @@ def compare(
     epochs: float | None = None,
     peak: float | None = None,
     workers: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: TrialProgressFn | None = None,
     log: Callable[[str], None] | None = None,
     backend: Backend = "local",
     address: str | None = None,

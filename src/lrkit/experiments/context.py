@@ -9,7 +9,7 @@ from typing import Any
 
 from .._ray import Resources
 from ..finder import RangeTestResult
-from ..finder.range_test import ProgressFn as SearchProgressFn
+from ..finder.range_test import ProgressFn
 from ..finder.search import min_total_steps
 from ..finder.smith import CYCLIC_DIVISOR, ONE_CYCLE_DIVISOR
 from ..finder.task import find_lr, tune_task
@@ -48,7 +48,7 @@ class Context:
     evals_per_epoch: int = 2
     """Evaluations per epoch of every trial: steps to a target are measured to this fraction
     of an epoch."""
-    tune_progress: SearchProgressFn | None = None
+    tune_progress: ProgressFn | None = None
     """Called as the range test and :func:`lrkit.tune_lr`'s probes train (steps done, steps in
     all, LR, loss), as :func:`lrkit.range_test`'s ``progress``."""
     costs: dict[str, float] = field(default_factory=dict)

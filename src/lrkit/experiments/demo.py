@@ -19,11 +19,11 @@ import numpy as np
 
 from .. import schedules as S
 from .._ray import Backend, ResourcesLike
-from ..finder.range_test import ProgressFn as SearchProgressFn
+from ..finder.range_test import ProgressFn
 from .grid_figure import arm_peak
 from .recipes import RANGE_COST, TUNE_COST, Context, Recipe, RecipeRun, execute
 from .summary import Arm, best_arm, fmt_values, mean_std
-from .sweep import ProgressFn, Trial
+from .sweep import Trial, TrialProgressFn
 
 __all__ = [
     "DEMO",
@@ -196,8 +196,8 @@ def run_demo(
     seeds: int = 3,
     epochs: float | None = None,
     workers: int | None = None,
-    progress: ProgressFn | None = None,
-    tune_progress: SearchProgressFn | None = None,
+    progress: TrialProgressFn | None = None,
+    tune_progress: ProgressFn | None = None,
     log: Callable[[str], None] | None = None,
     backend: Backend = "local",
     address: str | None = None,

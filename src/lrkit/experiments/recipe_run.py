@@ -15,14 +15,14 @@ from typing import Any
 from .. import schedules as S
 from .._files import check_writable_dir
 from .._ray import Backend, ResourcesLike, ray_session, worker_spec
-from ..finder.range_test import ProgressFn as SearchProgressFn
+from ..finder.range_test import ProgressFn
 from ..schedules import check_values
 from ..tasks import Task, get_task
 from .context import Context
 from .report import write_findings
 from .store import RunDir, TrialRecord, check_config, locked
 from .summary import Arm, group_arms
-from .sweep import ProgressFn, Trial, check_placement, run_trials
+from .sweep import Trial, TrialProgressFn, check_placement, run_trials
 from .trial import decode_lr, run_trial
 
 __all__ = [
@@ -121,11 +121,11 @@ def execute(
     epochs: float | None,
     peak: float | None,
     workers: int | None,
-    progress: ProgressFn | None,
+    progress: TrialProgressFn | None,
     log: Callable[[str], None] | None = None,
     extra: dict[str, Any] | None = None,
     backend: Backend = "local",
-    tune_progress: SearchProgressFn | None = None,
+    tune_progress: ProgressFn | None = None,
     address: str | None = None,
     resources: ResourcesLike | None = None,
 ) -> RecipeRun:

@@ -25,7 +25,7 @@ from .recipe_run import (
     execute,
 )
 from .summary import Arm, mean_std, ranking_findings, speedup_findings, steps_to
-from .sweep import ProgressFn, Trial
+from .sweep import Trial, TrialProgressFn
 from .transfer import PRETRAINED, optimizer_spread, pretrain, pretrained_task, transfer_pair
 
 __all__ = [
@@ -301,7 +301,7 @@ def run_recipe(
     epochs: float | None = None,
     peak: float | None = None,
     workers: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: TrialProgressFn | None = None,
     log: Callable[[str], None] | None = None,
     backend: Backend = "local",
     address: str | None = None,

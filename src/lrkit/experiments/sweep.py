@@ -37,6 +37,7 @@ from .store import RunDir, TrialRecord, locked
 __all__ = [
     "Resources",
     "Trial",
+    "TrialProgressFn",
     "check_placement",
     "check_workers",
     "default_workers",
@@ -46,7 +47,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TrialFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
-ProgressFn = Callable[[TrialRecord, int, int], None]
+TrialProgressFn = Callable[[TrialRecord, int, int], None]
+"""``progress(record, done, total)`` after each finished trial (the finder's
+:data:`lrkit.finder.range_test.ProgressFn` reports the updates of one search instead)."""
 Outcome = tuple[str, dict[str, Any], str | None, float]
 
 
@@ -203,7 +206,7 @@ def run_trials(
     run_dir: RunDir,
     *,
     workers: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: TrialProgressFn | None = None,
     backend: Backend = "local",
     address: str | None = None,
     resources: ResourcesLike | None = None,
@@ -289,7 +292,7 @@ def _run_trials(
     fn: TrialFn,
     run_dir: RunDir,
     workers: int | None,
-    progress: ProgressFn | None,
+    progress: TrialProgressFn | None,
     resources: Resources | None = None,
 ) -> list[TrialRecord]:
     keys = [t.key for t in trials]
