@@ -1,4 +1,4 @@
-"""The fine-tuning benchmark's text, tokenizer, downstream tasks and pretrained encoder.
+"""The fine-tuning benchmark's text, tokenizer, tasks, pretrained encoder and run settings.
 
 Everything comes from the Python standard library's own source files on this machine (no
 download): a word-level tokenizer built from them, a tiny BERT-like encoder pretrained with
@@ -33,6 +33,12 @@ N_VAL = 800  # validation examples per task (the split that scores the runs)
 HIDDEN, LAYERS, HEADS, INTERMEDIATE = 64, 2, 2, 128
 PRETRAIN_SECONDS = 200.0  # masked-LM pretraining wall time on one torch thread
 PRETRAIN_BATCH, PRETRAIN_LR = 64, 1e-3
+
+BATCH = 32  # fine-tuning examples per update
+EPOCHS = 2  # fine-tuning epochs
+GRID = [10 ** (-6 + k / 3) for k in range(13)]  # fine-tuning peak LRs, 1e-6 ... 1e-2
+RULES = ["lrkit", "minimum", "steepest", "valley"]  # range-test suggestion rules compared
+BUDGETS = [0.25, 0.5]  # tune_lr budgets compared, fractions of one run
 
 _TOKEN = re.compile(r"[A-Za-z_]+|\d+|\n|[^\sA-Za-z_\d]")
 
