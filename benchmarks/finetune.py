@@ -43,7 +43,7 @@ is missing (``--fresh`` starts over, ``--deadline HH:MM`` stops starting new wor
 and reports what ran).
 
     python benchmarks/finetune.py [--setting short|long] [--seeds 3] [--finder-seeds 3]
-        [--scratch-every 1] [--interpolate] [--via auto|adapter|direct] [--deadline HH:MM]
+        [--scratch-every 1] [--interpolate] [--deadline HH:MM]
 """
 
 from __future__ import annotations
@@ -196,15 +196,6 @@ def check_linear_schedule() -> float:
 # -- finders -------------------------------------------------------------------------------
 
 
-VIA = {"mode": "auto"}  # "adapter": lrkit.huggingface; "direct": lrkit's functions; "auto"
-
-
-def has_adapter() -> bool:
-    if VIA["mode"] != "auto":
-        return VIA["mode"] == "adapter"
-    return (ROOT / "src" / "lrkit" / "huggingface.py").exists()
-
-
 def make_trainer(
     train: Examples, evaluation: Examples | None, n_labels: int, seed: int, out: str
 ) -> Any:
@@ -228,34 +219,15 @@ def make_trainer(
     )  # fmt: skip
 
 
-def _loader(ds: Examples, seed: int, shuffle: bool) -> Any:
-    g = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=shuffle, generator=g)
-
-
-def _step(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**batch).loss
-
-
 def run_range_test(data: dict[str, Any], n_labels: int, seed: int) -> dict[str, Any]:
     """The range test on the Trainer's model and training data; every rule's LR."""
-    import lrkit
+    from lrkit import huggingface as lh
 
     train = Examples(*data["train"])
     with tempfile.TemporaryDirectory() as out:
         trainer = make_trainer(train, None, n_labels, seed, out)
-        if has_adapter():
-            from lrkit import huggingface as lh
-
-            result = lh.range_test(trainer, steps=RANGE_STEPS, seed=seed)
-            via = "lrkit.huggingface.range_test(trainer)"
-        else:
-            opt = torch.optim.AdamW(trainer.model.parameters(), lr=DEFAULT_LR, weight_decay=0)
-            result = lrkit.range_test(
-                trainer.model, opt, _loader(train, seed, True), step_fn=_step,
-                steps=RANGE_STEPS, max_grad_norm=MAX_GRAD_NORM, seed=seed,
-            )  # fmt: skip
-            via = "lrkit.range_test on the Trainer's model, a shuffled loader and AdamW"
+        result = lh.range_test(trainer, steps=RANGE_STEPS, seed=seed)
+    via = "lrkit.huggingface.range_test(trainer)"
     rules = {rule: result.suggest(rule, band=False).lr for rule in RULES}
     return {"rules": rules, "via": via, "stop": str(result.stop_reason)}
 
@@ -263,7 +235,7 @@ def run_range_test(data: dict[str, Any], n_labels: int, seed: int) -> dict[str, 
 def run_tune(data: dict[str, Any], n_labels: int, seed: int, budget: float) -> dict[str, Any]:
     """``tune_lr`` on a Trainer whose training data is the first 80% of the training split
     and whose evaluation data is the last 20% (the validation split stays unseen)."""
-    import lrkit
+    from lrkit import huggingface as lh
 
     x, y = data["train"]
     cut = int(len(y) * (1 - TUNE_HOLDOUT))
@@ -271,19 +243,8 @@ def run_tune(data: dict[str, Any], n_labels: int, seed: int, budget: float) -> d
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         trainer = make_trainer(train, held, n_labels, seed, out)
-        if has_adapter():
-            from lrkit import huggingface as lh
-
-            result = lh.tune_lr(trainer, budget=budget, seed=seed)
-            via = "lrkit.huggingface.tune_lr(trainer)"
-        else:
-            opt = torch.optim.AdamW(trainer.model.parameters(), lr=DEFAULT_LR, weight_decay=0)
-            result = lrkit.tune_lr(
-                trainer.model, opt, _loader(train, seed, True), step_fn=_step,
-                total_steps=STEPS, val_data=_loader(held, seed, False), budget=budget,
-                schedule=linear_schedule, max_grad_norm=MAX_GRAD_NORM, seed=seed,
-            )  # fmt: skip
-            via = "lrkit.tune_lr on the Trainer's model, loaders, AdamW and linear schedule"
+        result = lh.tune_lr(trainer, budget=budget, seed=seed)
+    via = "lrkit.huggingface.tune_lr(trainer)"
     return {
         "peak": float(result.peak),
         "spent": float(result.spent),
@@ -509,13 +470,8 @@ def main() -> None:
         "--figure-only", action="store_true",
         help=f"redraw {FIGURE.relative_to(ROOT)} from the cache; train nothing, write no report",
     )  # fmt: skip
-    parser.add_argument(
-        "--via", choices=["auto", "adapter", "direct"], default="auto",
-        help="finders through lrkit.huggingface (adapter) or lrkit's functions (direct)",
-    )  # fmt: skip
     parser.add_argument("--setting", choices=list(SETTINGS), default="short")
     a = parser.parse_args()
-    VIA["mode"] = a.via
     use_setting(a.setting)
     torch.set_num_threads(1)
     deadline = Deadline(a.deadline)
