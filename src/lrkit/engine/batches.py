@@ -15,7 +15,7 @@ Tensors inside tuples, lists, named tuples and dicts are moved to the model's de
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ __all__ = [
     "batch_size",
     "checked",
     "compute_loss",
+    "count_batches",
     "map_tensors",
     "move_to_device",
     "peek",
@@ -135,6 +136,17 @@ def compute_loss(
             "(e.g. reduction='mean')"
         )
     return loss, output, target
+
+
+def count_batches(batches: Iterable[Any]) -> int:
+    """How many batches ``batches`` yields: its length when it has one (a list, a DataLoader
+    over a map-style dataset), else by iterating it."""
+    if isinstance(batches, Sized):
+        try:
+            return len(batches)
+        except TypeError:  # a DataLoader over an IterableDataset has __len__ but no length
+            pass
+    return sum(1 for _ in batches)
 
 
 def peek(data: Iterable[Any]) -> tuple[Any, Iterator[Any]]:

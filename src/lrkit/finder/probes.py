@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from lrkit.engine import (
     NoHooks,
     TrainingSnapshot,
     Update,
+    count_batches,
     data_generators,
     drive,
 )
@@ -91,7 +92,7 @@ class Prober:
         self.total_units = total_units
         self.runner = runner
         self.spent = 0.0
-        self.val_batches = _count(val)
+        self.val_batches = count_batches(val)
         self.own_lr = max(read_value(g, "lr") for g in engine.optimizer.param_groups)
         self.usual_lr = usual_lr(engine.optimizer)
         self.eval_cost = self.val_batches * _EVAL_COST / engine.accumulation_steps
@@ -190,17 +191,6 @@ class Prober:
         if p.diverged:
             return math.inf
         return -p.score if self.maximize else p.score
-
-
-def _count(batches: Iterable[Any]) -> int:
-    """How many batches ``batches`` yields: its length when it has one (a list, a DataLoader
-    over a map-style dataset), else by iterating it."""
-    if isinstance(batches, Sized):
-        try:
-            return len(batches)
-        except TypeError:  # a DataLoader over an IterableDataset has __len__ but no length
-            pass
-    return sum(1 for _ in batches)
 
 
 class _ProbeHooks(NoHooks):

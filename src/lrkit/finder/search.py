@@ -40,7 +40,7 @@ the choice are in :mod:`lrkit.finder.peak_choice`, the probes' training in
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,7 @@ from lrkit.engine import (
     SnapshotMode,
     StepFn,
     TrainingSnapshot,
+    count_batches,
     distributed,
     validate_batch,
 )
@@ -358,7 +359,7 @@ def _checked_inputs(
     )
     validate_batch(val_first, has_step_fn=step_fn is not None, has_loss_fn=True, what="val_data")
     if distributed.is_distributed():  # the probe plan counts them: ranks must agree
-        agreed["validation batches"] = len(val) if isinstance(val, Sized) else sum(1 for _ in val)
+        agreed["validation batches"] = count_batches(val)
     return make, train, val, holdout
 
 
