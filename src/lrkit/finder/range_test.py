@@ -95,12 +95,11 @@ def _check_args(
     mode: str,
     smoothing: float,
     diverge: float,
-    accumulation_steps: int,
     repeats: int,
     snapshot: str,
 ) -> None:
+    """The sweep's own settings (the session checks the rest)."""
     check_sweep_args(start_lr, end_lr, steps, mode, smoothing, diverge)
-    positive_int("accumulation_steps", accumulation_steps)
     positive_int("repeats", repeats)
     if snapshot not in ("cpu", "disk"):
         raise ValueError(f"snapshot must be 'cpu' or 'disk', got {snapshot!r}")
@@ -318,10 +317,7 @@ def range_test(
     }  # fmt: skip
     try:
         with distributed.agreement("range_test", fingerprint):
-            _check_args(
-                start_lr, end_lr, steps, mode, smoothing, diverge, accumulation_steps, repeats,
-                snapshot,
-            )  # fmt: skip
+            _check_args(start_lr, end_lr, steps, mode, smoothing, diverge, repeats, snapshot)
             positive_int("extend", extend)
             session.check("range_test")
             first_iter = peek_checked(data, val_data, has_step_fn=step_fn is not None)
