@@ -25,6 +25,11 @@ task trains with Adam/AdamW, an SGD variant where it trains with SGD (momentum 0
   stepped after every update; the averaged model is evaluated (README: "DoG/L-DoG must be
   combined with iterate averaging"; its default configuration "should work well out of the
   box"). DoG is SGD-like, so Adam tasks get it too.
+- **Mechanic** (`mechanic-pytorch`): ``mechanize(<the task's optimizer class>)(params, lr=1.0)``
+  (momentum 0.9 for SGD, the task's own), other arguments default (``s_decay=0.01``, betas
+  (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999), ``s_init=1e-8``), under the task's own
+  schedule, lrkit's ``one_cycle``, with peak 1.0 (its README: it "tunes the scale" of any base
+  optimizer and schedule, "lr=1.0" with the schedule "you would normally use").
 - **Schedule-Free** (`schedulefree`): `AdamWScheduleFree(lr=0.0025)` on Adam/AdamW tasks (the
   constructor default, and the lr of the authors' AlgoPerf self-tuning submission; README: "For
   AdamW, learning rates in the range 1x-10x larger than with schedule-based approaches", and the
@@ -60,7 +65,7 @@ from lrkit import schedules as S
 from lrkit.engine import BatchStream, Engine
 from lrkit.tasks import Task, get_task
 
-OPTIMIZERS = ("prodigy", "dadapt", "dog", "schedulefree")
+OPTIMIZERS = ("prodigy", "dadapt", "dog", "schedulefree", "mechanic")
 """The LR-free peers, by the names the benchmark's trials use."""
 
 LABELS = {
@@ -68,16 +73,40 @@ LABELS = {
     "dadapt": "D-Adaptation",
     "dog": "DoG",
     "schedulefree": "Schedule-Free",
+    "mechanic": "Mechanic",
 }
 
 WARMUP_FRACTION = 0.02
 BN_RECOMPUTE_BATCHES = 50
 
 
-def settings(name: str, task: Task) -> dict[str, Any]:
-    """The optimizer's constructor arguments and schedule for ``task``, as plain JSON."""
+def settings(
+    name: str, task: Task, steps: int | None = None, weight_decay: float = 0.0
+) -> dict[str, Any]:
+    """The optimizer's constructor arguments and schedule for ``task`` (``steps``: the run's
+    length, default the task's epochs; ``weight_decay``: the task's, passed to every optimizer
+    when not 0), as plain JSON."""
+    spec = _settings(name, task, steps)
+    if weight_decay:
+        spec["kwargs"]["weight_decay"] = weight_decay
+    return spec
+
+
+def _settings(name: str, task: Task, steps: int | None) -> dict[str, Any]:
     adam = task.optimizer.lower().startswith("adam")
-    steps = task.epochs * task.steps_per_epoch()
+    if steps is None:
+        steps = task.epochs * task.steps_per_epoch()
+    if name == "mechanic":
+        base = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+        kwargs: dict[str, Any] = {"lr": 1.0}
+        if task.optimizer.lower() == "sgd":
+            kwargs["momentum"] = 0.9
+        return {
+            "class": "Mechanic",
+            "base": base.get(task.optimizer.lower(), "AdamW" if adam else "SGD"),
+            "kwargs": kwargs,
+            "schedule": "one_cycle",
+        }
     if name == "prodigy":
         return {"class": "Prodigy", "kwargs": {"lr": 1.0}, "schedule": "cosine"}
     if name == "dadapt":
@@ -119,6 +148,8 @@ def describe(name: str, task: Task) -> str:
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in kwargs.items()
     )
     sched = {"cosine": " + cosine", "one_cycle": " + one_cycle", None: ""}[s["schedule"]]
+    if s["class"] == "Mechanic":
+        return f"mechanize({s['base']})({args}){sched}"
     return f"{s['class']}({args}){sched}"
 
 
@@ -143,6 +174,10 @@ def _build(spec: Mapping[str, Any], model: nn.Module) -> tuple[torch.optim.Optim
 
         opt = DoG(model.parameters(), **kwargs)
         averager = PolynomialDecayAverager(model)
+    elif cls == "Mechanic":
+        from mechanic_pytorch import mechanize
+
+        opt = mechanize(getattr(torch.optim, spec["base"]))(model.parameters(), **kwargs)
     elif cls in ("AdamWScheduleFree", "SGDScheduleFree"):
         import schedulefree
 

@@ -1,13 +1,16 @@
 """How :func:`~lrkit.finder.tune_lr` decides: the plan of its budget, where its probes go, and
 the peak it chooses from them.
 
-- the plan: how long the range test is (:func:`range_plan`, :func:`sweep_range`) and how what
-  it leaves is spent on probes (:func:`probe_plan`);
-- the probes' anchor and ceiling from the range test (or, without a basin, from the optimizer),
-  a first round centred on the anchor moved up by the prior drift, or a walk of probes when the
-  range test found no basin, and the best peak of a round (a parabola's vertex);
-- the correction for the horizon: the best peak of a run falls as the run gets longer, so the
-  probes' best is extrapolated to the run's length (:data:`PRIOR_DRIFT`), and capped.
+- the plan: the range test's extension within the budget (:func:`range_plan`; its length is
+  the plain range test's, never shortened) and how what it leaves is spent on probes
+  (:func:`probe_plan`);
+- the anchor and ceiling from the range test (or, without a basin, from the optimizer);
+- probes at :data:`POSITIONS` around the suggestion and a repeat of the suggestion's own probe
+  under another seed, which measures the probes' noise. The answer stays the range test's
+  suggestion unless the best probe learned and beat the suggestion's probe by more than
+  :data:`EVIDENCE` times that noise; then it is the best probe's peak (a parabola's vertex)
+  carried to the run's length by the horizon model (:mod:`lrkit.finder.horizon`), and capped;
+- a walk of probes when the range test found no basin.
 
 :func:`probe_and_choose` does all of it after the range test; the probes themselves are trained
 by a :class:`~lrkit.finder.probes.Prober`.
@@ -18,38 +21,35 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from lrkit.finder import horizon
 from lrkit.finder.probes import Prober
 from lrkit.finder.result import RangeTestResult
 from lrkit.finder.suggest import analyze_curve
 from lrkit.finder.tune_result import Probe, TuneResult
 
 __all__ = [
+    "EVIDENCE",
     "MIN_PROBE",
-    "MIN_RANGE_TEST",
-    "PRIOR_DRIFT",
+    "POSITIONS",
     "ProbePlan",
     "probe_and_choose",
     "probe_plan",
     "range_plan",
-    "sweep_range",
 ]
-
-PRIOR_DRIFT = 0.4
-"""Prior drift of the best peak per doubling of the horizon (log2 units). On one-cycle grids at
-1/16, 1/8 and the full length of the built-in tasks and the held-out design half, short runs'
-best peaks sat 0 to 1.1 doublings per doubling of the horizon above the full run's; the median
-is near 0, but a peak too high costs far more than one too low (a run that collapses), and of
-the drifts tried (0, 0.2, 0.4, 0.6) 0.4 gave the lowest mean regret in
-``benchmarks/suggestion_regret.py`` on the built-in suite and the design half (0.22, against
-0.23 to 0.42)."""
 
 MIN_PROBE = 8
 """The shortest probe, in updates."""
-MIN_RANGE_TEST = 10
-"""The shortest range test the search runs, in updates."""
+POSITIONS = (0.5, 1.0, 2.0, 4.0)
+"""Where the probes go, as multiples of the range test's suggestion (one more repeats the
+suggestion's own probe under another seed, to measure the probes' noise). Short runs prefer
+higher peaks, hence more room above the suggestion than below."""
+EVIDENCE = 2.0
+"""How many times the probes' noise the best probe must beat the suggestion's probe by before
+the search moves away from the range test's suggestion."""
 _WALK_PROBES = 4
 _WALK_FACTOR = 4.0
 _LEARNED = 0.02
@@ -58,34 +58,22 @@ _LEARNED = 0.02
 # -- the plan ----------------------------------------------------------------------------------
 
 
-def range_plan(units: float, range_test_steps: int) -> tuple[int, int]:
-    """The range test's length and extension: a fifth of the budget, at least a third of
-    ``range_test_steps`` when the budget allows, and an extension (``range_test(extend=...)``)
-    only while the worst case leaves 70% of the budget for the probes."""
-    floor = min(max(MIN_RANGE_TEST, range_test_steps // 3), int(units * 0.5))
-    r = min(range_test_steps, max(MIN_RANGE_TEST, floor, int(units * 0.2)))
+def range_plan(units: float, range_test_steps: int) -> int:
+    """The range test's extension (``range_test(extend=...)``) when its first sweep finds no
+    clear descent: the plain range test's (3) when the budget holds its worst case (four
+    sweeps' length), else the largest that fits; 1 (none) when even two do not fit."""
     for extend in (3, 2):
-        if r * (1 + extend) <= 0.3 * units:
-            return r, extend
-    return r, 1
-
-
-def sweep_range(start_lr: float, end_lr: float, steps: int, full_steps: int) -> tuple[float, float]:
-    """The LR range of a range test shortened by the budget: its top six decades (where
-    learning rates that train are), so that each step still moves the LR by a small factor."""
-    if steps >= full_steps:
-        return start_lr, end_lr
-    return max(start_lr, end_lr * 1e-6), end_lr
+        if range_test_steps * (1 + extend) <= units:
+            return extend
+    return 1
 
 
 @dataclass(frozen=True)
 class ProbePlan:
-    """How the probes spend the budget: ``rounds`` (0: none, 1, or 2, the second of probes
-    twice as long), ``candidates`` (probes in the first round, or in the walk), ``steps`` (the
-    first round's probe length in updates) and ``walk`` (a walk of probes instead of a round
-    around the anchor)."""
+    """How the probes spend the budget: ``candidates`` probes (0: none) of ``steps`` updates
+    each, and ``walk``: a walk of probes instead of probes around the range test's
+    suggestion."""
 
-    rounds: int
     candidates: int
     steps: int
     walk: bool = False
@@ -95,24 +83,18 @@ def probe_plan(
     left: float, total_steps: int, eval_cost: float, *, bracketed: bool = True
 ) -> ProbePlan:
     """How to spend ``left`` (the budget the range test left, in updates; ``eval_cost``: one
-    scoring of a probe). Without a bracket from the range test (no basin), a walk of four probes
-    (and one evaluation of the start state) as long as the budget allows. Otherwise: probes
-    shorter than an eighth of the run mislead (their best peaks drift far from the full run's),
-    so two rounds (four probes of ``L`` updates, three of ``2L``) when ``L`` reaches an eighth
-    of the run, which takes more than one run's budget; else one round of three probes as long
-    as the budget allows; else none."""
+    scoring of a probe). Around the range test's suggestion: the probes at :data:`POSITIONS`,
+    one repeat and one evaluation of the start state, each probe as long as the budget allows
+    (at most a quarter of the run); none when they would be shorter than :data:`MIN_PROBE`.
+    Without a bracket from the range test (no basin): a walk of four probes (and one
+    evaluation of the start state)."""
     if not bracketed:
         n = _WALK_PROBES
         length = min(int((left - (n + 1) * eval_cost) // n), total_steps // 2)
-        if length >= MIN_PROBE:
-            return ProbePlan(1, n, length, walk=True)
-    length = min(int((left - 7 * eval_cost) // 10), total_steps // 4)
-    if length >= max(MIN_PROBE, total_steps / 8):
-        return ProbePlan(2, 4, length)
-    length = min(int((left - 3 * eval_cost) // 3), total_steps // 2)
-    if length >= MIN_PROBE:
-        return ProbePlan(1, 3, length)
-    return ProbePlan(0, 0, 0)
+        return ProbePlan(n, length, walk=True) if length >= MIN_PROBE else ProbePlan(0, 0)
+    n = len(POSITIONS) + 1
+    length = min(int((left - (n + 1) * eval_cost) // n), total_steps // 4)
+    return ProbePlan(n, length) if length >= MIN_PROBE else ProbePlan(0, 0)
 
 
 # -- the choice ------------------------------------------------------------------------------
@@ -146,15 +128,19 @@ def probe_and_choose(
     budget: float,
     units: float,
     holdout: str | None,
+    traits: dict[str, float] | None = None,
 ) -> TuneResult:
     """The probes after the range test ``found``, as ``plan`` says, trained by ``prober``, and
     the peak for ``total_steps`` they choose, as a :class:`TuneResult` (``budget``: the
     fraction of a run allowed; ``units``: the same in updates; ``holdout``: how validation data
-    was made, if it was). Raises ``ValueError`` when no learning rate tried gave a finite loss."""
+    was made, if it was; ``traits``: :func:`~lrkit.finder.horizon.model_traits`). Raises
+    ``ValueError`` when no learning rate tried gave a finite loss."""
     anchor, ceiling, source = _anchor(found, prober.own_lr, prober.usual_lr)
     score_name = "metric" if prober.metric_fn is not None else "val_loss"
 
-    def result(peak: float, probes: list[Probe], reason: str, drift: float | None) -> TuneResult:
+    def result(
+        peak: float, probes: list[Probe], reason: str, evidence: dict[str, Any] | None = None
+    ) -> TuneResult:
         spent = prober.spent / total_steps
         if spent > budget and math.isclose(spent, budget, rel_tol=1e-9):
             spent = budget  # the plan fits the budget; its costs' sum may round one ulp over
@@ -169,41 +155,128 @@ def probe_and_choose(
             maximize=prober.maximize,
             reason=reason,
             holdout=holdout,
-            drift=drift,
             schedule=prober.schedule,
+            evidence=evidence,
         )
 
-    if plan.rounds == 0:
+    if plan.candidates == 0:
         _check_finite(found, [])
-        return result(anchor, [], f"{source}; the budget leaves no room for probes", None)
-    length = plan.steps
-    # short runs prefer higher peaks: centre the first round where the prior puts the anchor
-    shift = 2.0 ** (PRIOR_DRIFT * math.log2(total_steps / length))
-    where = f"probes around {source} ({anchor:.3g})"
+        if found.suggestion is None:
+            return result(anchor, [], f"{source}; the budget leaves no room for probes")
+        return result(
+            anchor, [], f"{source}: the budget leaves no room for probes long enough to learn"
+        )
     if plan.walk:
-        probes, learned = _walk(anchor * shift / 2, plan, prober)
-        where = f"a walk of probes up from {source} ({anchor:.3g})"
-        if learned:
-            p1 = _vertex(probes, prober)
-        else:  # too short to learn at any of them: the largest that did not diverge
-            where += ", none of which learned: from the largest that did not diverge"
-            p1 = max((p.peak for p in probes if not p.diverged), default=anchor)
-    else:
-        first = _below(_around(anchor * shift, plan.candidates), ceiling)
-        probes = prober.run_round(first, length, 1)
-        p1 = _vertex(probes, prober)
-    p2: float | None = None
-    if plan.rounds == 2:
-        second = _below(_around(p1 * 2.0**-PRIOR_DRIFT, 3), ceiling)
-        probes += prober.run_round(second, 2 * length, 2)
-        p2 = _vertex(probes[plan.candidates :], prober)
+        return _walked(found, anchor, source, plan, prober, result)
+    choice = _evidence(found, anchor, ceiling, plan, prober, total_steps, traits or {})
+    return result(choice.peak, choice.probes, choice.reason, choice.evidence)
+
+
+@dataclass
+class _Choice:
+    peak: float
+    probes: list[Probe]
+    reason: str
+    evidence: dict[str, Any]
+
+
+def _evidence(
+    found: RangeTestResult,
+    anchor: float,
+    ceiling: float | None,
+    plan: ProbePlan,
+    prober: Prober,
+    total_steps: int,
+    traits: dict[str, float],
+) -> _Choice:
+    """Probes around the range test's suggestion ``anchor``; the search moves away from it only
+    when the best probe learned and beat the suggestion's probe by more than :data:`EVIDENCE`
+    times the probes' noise, and then to the best probe's peak carried to the run's length by
+    the horizon model (:mod:`lrkit.finder.horizon`), kept below the range test's ceiling and
+    half the smallest peak whose probe diverged."""
+    length = plan.steps
+    peaks = [anchor * f for f in POSITIONS]
+    if ceiling is not None:  # none above where the range test's loss turned up
+        peaks = [p for p in peaks if p <= ceiling * 1.000001] or [anchor]
+        while len(peaks) < len(POSITIONS):
+            peaks.insert(0, peaks[0] / 2)
+    start_loss = prober.start_loss()
+    probes = prober.run_round(peaks, length, 1)
+    repeat = prober.run_round([anchor], length, 1, seed_offset=1)[0]
+    probes.append(repeat)
+    _check_finite(found, probes)
+    own = next(p for p in probes if math.isclose(p.peak, anchor, rel_tol=1e-9))
+    ranked = sorted(probes[: len(peaks)], key=prober.key)
+    best = ranked[0]
+    noise = abs(prober.key(own) - prober.key(repeat))
+    if not math.isfinite(noise):
+        noise = math.inf if own.diverged == repeat.diverged else 0.0
+    gap = prober.key(own) - prober.key(best)
+    ev: dict[str, Any] = {
+        "anchor": anchor, "ceiling": ceiling, "noise": noise, "gap": gap,
+        "start_loss": start_loss, "moved": False,
+    }  # fmt: skip
+    vertex = _vertex(probes[: len(peaks)], prober)
+    x = horizon.features(
+        traits, total_steps=total_steps, probe_steps=length, anchor=anchor, best_probe=vertex,
+        ceiling=ceiling, peaks=[p.peak for p in probes[: len(peaks)]],
+        keys=[prober.key(p) for p in probes[: len(peaks)]],
+    )  # fmt: skip
+    shift = horizon.load().predict(x)
+    diverged = [p.peak for p in probes if p.diverged]
+    cap = min([c for c in (ceiling, min(diverged) / 2 if diverged else None) if c is not None],
+              default=None)  # fmt: skip
+    learned = _learned(best, start_loss)
+    ev.update(vertex=vertex, shift=shift, features=x, cap=cap, learned=learned)
+    stay = f"the range test's suggestion ({anchor:.3g})"
+    if not learned:
+        return _Choice(anchor, probes, f"{stay}: no probe of {length} updates learned", ev)
+    if best is own or not gap > EVIDENCE * noise:
+        return _Choice(
+            anchor, probes,
+            f"{stay}: no probe of {length} updates beat it by more than {EVIDENCE:g} times "
+            f"the probes' noise ({_fmt(gap)} against noise {_fmt(noise)})",
+            ev,
+        )  # fmt: skip
+    peak = vertex * 2.0**shift
+    how = (
+        f"probes of {length} updates around the range test's suggestion ({anchor:.3g}): the "
+        f"best ({vertex:.3g}) beat it by {_fmt(gap)} against noise {_fmt(noise)}; carried to "
+        f"{total_steps} updates by the horizon model ({shift:+.2f} doublings)"
+    )
+    if cap is not None and peak > cap:
+        peak = cap
+        how += f", capped at {cap:.3g}"
+    ev["moved"] = True
+    return _Choice(peak, probes, how, ev)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else str(x)
+
+
+def _walked(
+    found: RangeTestResult,
+    anchor: float,
+    source: str,
+    plan: ProbePlan,
+    prober: Prober,
+    result: Any,
+) -> TuneResult:
+    """Without a basin: a walk of probes up from the anchor; the best that learned."""
+    probes, learned = _walk(anchor / 2, plan, prober)
+    where = f"a walk of probes up from {source} ({anchor:.3g})"
+    if learned:
+        peak = _vertex(probes, prober)
+    else:  # too short to learn at any of them: the largest that did not diverge
+        where += ", none of which learned: the largest that did not diverge"
+        peak = max((p.peak for p in probes if not p.diverged), default=anchor)
     _check_finite(found, probes)
     diverged = [p.peak for p in probes if p.diverged]
-    cap = ceiling
-    if diverged:
-        cap = min(min(diverged) / 2, cap) if cap is not None else min(diverged) / 2
-    peak, drift, how = _extrapolate(p1, p2, length, total_steps, cap)
-    return result(peak, probes, f"{where}; {how}", drift)
+    if diverged and peak > min(diverged) / 2:
+        peak = min(diverged) / 2
+        where += f", capped at {peak:.3g}"
+    return result(peak, probes, where)  # type: ignore[no-any-return]
 
 
 def _walk(start: float, plan: ProbePlan, prober: Prober) -> tuple[list[Probe], bool]:
@@ -281,18 +354,6 @@ def _vertex(probes: Sequence[Probe], prober: Prober) -> float:
     return float(2.0 ** np.clip(-b / (2 * a), x[0], x[2]))
 
 
-def _around(centre: float, k: int) -> list[float]:
-    """``k`` peaks a factor of two apart centred on ``centre``."""
-    return [centre * 2.0 ** (i - (k - 1) / 2) for i in range(k)]
-
-
-def _below(peaks: list[float], ceiling: float | None) -> list[float]:
-    """``peaks`` shifted down, keeping their spacing, so that none is above ``ceiling``."""
-    if ceiling is None or peaks[-1] <= ceiling:
-        return peaks
-    return [p * ceiling / peaks[-1] for p in peaks]
-
-
 def _check_finite(found: RangeTestResult, probes: Sequence[Probe]) -> None:
     """``ValueError`` when the loss was not finite at any learning rate the search tried: no
     finite loss in the range test, and every probe diverged."""
@@ -308,24 +369,3 @@ def _check_finite(found: RangeTestResult, probes: Sequence[Probe]) -> None:
         "inputs or targets) and the model's initialisation: the loss of the untrained model "
         "must be finite"
     )
-
-
-def _extrapolate(
-    p1: float, p2: float | None, length: int, total_steps: int, cap: float | None
-) -> tuple[float, float | None, str]:
-    """The peak for ``total_steps`` from the best peaks at ``length`` and ``2 length``."""
-    if p2 is None:
-        n = math.log2(total_steps / length)
-        shrunk, base, drift = PRIOR_DRIFT, p1, None
-        how = f"prior drift {PRIOR_DRIFT:.2f} per doubling"
-    else:
-        drift = math.log2(p1 / p2)
-        shrunk = float(np.clip(0.5 * drift + 0.5 * PRIOR_DRIFT, -0.5, 1.5))
-        n = math.log2(total_steps / (2 * length))
-        base = p2
-        how = f"measured drift {drift:+.2f} per doubling of the run, shrunk to {shrunk:+.2f}"
-    peak = float(np.clip(base * 2.0 ** (-shrunk * n), base / 16, base * 2))
-    if cap is not None and peak > cap:
-        peak = cap
-        how += f"; capped at {cap:.3g}"
-    return peak, drift, f"{how}, over {n:.1f} doublings to {total_steps} steps"

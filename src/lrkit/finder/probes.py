@@ -117,10 +117,14 @@ class Prober:
         self.snap.restore()
         reseed(self.seed, self.sources, self.engine.device)
 
-    def run_round(self, peaks: Sequence[float], steps: int, round_: int) -> list[Probe]:
+    def run_round(
+        self, peaks: Sequence[float], steps: int, round_: int, seed_offset: int = 0
+    ) -> list[Probe]:
         """One round: ``schedule(peak, steps)`` for each of ``peaks``, each from the start
-        state; here one after another, or all at once by the runner."""
-        jobs = [ProbeJob(p, steps, round_, self.schedule(p, steps), self.seed) for p in peaks]
+        state; here one after another, or all at once by the runner. ``seed_offset`` moves the
+        seed the probes are reseeded with (another data order and dropout: a repeat)."""
+        seed = self.seed + seed_offset
+        jobs = [ProbeJob(p, steps, round_, self.schedule(p, steps), seed) for p in peaks]
         outcomes: list[ProbeOutcome] = []
         if self.runner is None:
             for k, job in enumerate(jobs):
@@ -151,7 +155,8 @@ class Prober:
         """Train ``job.lr`` from the start state and score it (``spent``: the search's cost so
         far, for the progress callback)."""
         self._job, self._applied = job, 0
-        self.reseed()
+        self.snap.restore()
+        reseed(job.seed, self.sources, self.engine.device)
         driver = Scheduler(self.engine.optimizer, lr=job.lr)
         self.engine.model.train()
         hooks = _ProbeHooks(self, driver, spent)

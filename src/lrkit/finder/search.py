@@ -3,30 +3,27 @@
 A range test brackets the usable learning rates cheaply but cannot pick inside the bracket: two
 curves of the same shape can want peaks on opposite sides of the basin, and overfitting does not
 show in a training-loss sweep. :func:`tune_lr` spends a stated fraction of one training run on
-short runs of the user's own schedule inside the bracket, scores them on validation data, and
-corrects for their shorter horizon before it answers:
+short runs of the user's own schedule around the range test's suggestion, scored on validation
+data, and moves away from the suggestion only on evidence:
 
-1. **Bracket.** A range test (:func:`~lrkit.finder.range_test`, extended when it finds no clear
-   descent) gives an anchor (lrkit's suggestion) and a ceiling (where the loss turns up).
-2. **Probe.** Peaks a factor of two apart, each trained for ``L`` updates with
-   ``schedule(peak, L)`` from the same state and data order, and scored on the validation loss
-   (or ``metric_fn``). They are centred on the anchor moved up by the prior drift (short runs
-   prefer higher peaks) and kept below the ceiling; the best is refined by a parabola through
-   the scores in log-LR. When the range test found no basin (a model that learns nothing in a
-   sweep's few steps, such as a GRU), its anchor is a guess, so the probes look themselves: a
-   walk up from the anchor by factors of four while they learn nothing (their validation loss
-   does not fall clearly below the start state's), down while they diverge, and the probes
-   left bracket the first that learned, half a step either side. When none of them learned,
-   the largest that did not diverge is taken.
-3. **Correct for the horizon.** The best peak of a run falls as the run gets longer (Bjorck et
-   al., ICLR 2025, arXiv 2409.19913: ``LR*(D) ∝ D^-β``); a range test or a short probe is a
-   short-horizon estimate (Wu et al. 2018). When the budget allows probes of at least an eighth
-   of the run, four probes of ``L`` and three of ``2L`` (around the first round's best) measure
-   the drift per doubling of the horizon, ``d = log2(p_L / p_2L)``, shrunk halfway towards the
-   prior ``d0`` (:data:`PRIOR_DRIFT`); that takes more than one run's budget, so at
-   ``budget <= 1`` three probes of ``L`` use the prior alone. The drift is extrapolated over
-   the doublings left, ``peak = p · 2^(-d̂ · n)``, kept within ``[p / 16, 2 p]``, below the
-   ceiling and below half the smallest peak whose probe diverged.
+1. **Bracket.** The plain range test (:func:`~lrkit.finder.range_test`, the same length and
+   range, never shortened; extended when it finds no clear descent, as far as the budget holds)
+   gives the suggestion (lrkit's rule) and a ceiling (where the loss turns up). A budget too
+   small for it is refused.
+2. **Probe.** Peaks at half, one, two and four times the suggestion, each trained for ``L``
+   updates with ``schedule(peak, L)`` from the same state and data order and scored on the
+   validation loss (or ``metric_fn``), and the suggestion's probe once more under another seed:
+   the difference of the two is the probes' noise. When the range test found no basin (a model
+   that learns nothing in a sweep's few steps, such as a GRU), the probes look themselves: a
+   walk up from the optimizer's learning rate by factors of four while they learn nothing.
+3. **Decide.** The answer stays the range test's suggestion unless the best probe learned (its
+   validation loss clearly below the start state's) and beat the suggestion's probe by more
+   than :data:`~lrkit.finder.peak_choice.EVIDENCE` times the noise. Only then does it move: to
+   the best probe's peak (the vertex of a parabola through the scores in log-LR), carried to the
+   run's length by the horizon model (:mod:`lrkit.finder.horizon`: the best peak of a short run
+   differs from the full run's, by an amount fitted on a design set of tasks), kept below the
+   ceiling and half the smallest peak whose probe diverged. When the budget cannot buy probes
+   of at least eight updates, the answer is the range test's suggestion, and ``reason`` says so.
 
 The cost unit is one optimizer update (``accumulation_steps`` batches, forward and backward); an
 evaluation batch counts as a third of a batch's update (a forward pass only). The search never
@@ -62,15 +59,8 @@ from lrkit.engine import (
     distributed,
     validate_batch,
 )
-from lrkit.finder.peak_choice import (
-    MIN_PROBE,
-    MIN_RANGE_TEST,
-    PRIOR_DRIFT,
-    probe_and_choose,
-    probe_plan,
-    range_plan,
-    sweep_range,
-)
+from lrkit.finder.horizon import model_traits
+from lrkit.finder.peak_choice import MIN_PROBE, probe_and_choose, probe_plan, range_plan
 from lrkit.finder.probes import Prober, reseed
 from lrkit.finder.range_test import ProgressFn, peek_checked
 from lrkit.finder.range_test import sweep as range_sweep
@@ -88,7 +78,6 @@ from lrkit.finder.tune_result import (
 from lrkit.schedules import Hyper, Schedule
 
 __all__ = [
-    "PRIOR_DRIFT",
     "Probe",
     "ProbeJob",
     "ProbeOutcome",
@@ -131,10 +120,11 @@ def _check_schedule(schedule: ScheduleFn) -> None:
         )
 
 
-def min_total_steps(budget: float) -> int:
-    """The shortest run :func:`tune_lr` can search for with ``budget``: room for two probes and
-    for the range test and a probe within the budget. Shorter runs need the range test alone."""
-    return max(2 * MIN_PROBE, math.ceil(2 * MIN_RANGE_TEST / budget))
+def min_total_steps(budget: float, range_test_steps: int = 100) -> int:
+    """The shortest run :func:`tune_lr` can search for with ``budget``: its range test (of
+    ``range_test_steps`` updates, as the plain one) within the budget. Shorter runs need the
+    range test alone."""
+    return max(2 * MIN_PROBE, math.ceil(range_test_steps / budget))
 
 
 def _check_numbers(total_steps: int, budget: float, range_test_steps: int) -> None:
@@ -146,14 +136,20 @@ def _check_numbers(total_steps: int, budget: float, range_test_steps: int) -> No
         )
     if not (isinstance(budget, (int, float)) and 0 < budget <= 1):
         raise ValueError(f"budget must be a fraction of one run in (0, 1], got {budget!r}")
-    if range_test_steps < MIN_RANGE_TEST:
-        raise ValueError(f"range_test_steps must be >= {MIN_RANGE_TEST}, got {range_test_steps}")
+    positive_int("range_test_steps", range_test_steps)
     units = budget * total_steps
-    if units < 2 * MIN_RANGE_TEST:
+    if units < range_test_steps:
+        need = range_test_steps / total_steps
+        advice = (
+            f"raise budget to at least {math.ceil(need * 100) / 100:g}"
+            if need <= 1
+            else "the range test alone costs more than the run"
+        )
         raise ValueError(
-            f"budget {budget:g} of {total_steps} steps is {units:.0f} updates, too few for even "
-            f"the range test ({MIN_RANGE_TEST} updates) and a probe; raise budget to at least "
-            f"{2 * MIN_RANGE_TEST / total_steps:.2g} or use range_test alone"
+            f"budget {budget:g} of {total_steps} steps is {units:.0f} updates, fewer than the "
+            f"range test's {range_test_steps} (range_test_steps), which the search never "
+            f"shortens; {advice}, or use range_test alone: its suggestion is what tune_lr "
+            "answers when the budget buys no probes"
         )
 
 
@@ -241,7 +237,8 @@ def tune_lr(
         metric_fn: ``metric_fn(outputs, targets) -> float`` per validation batch, averaged
             weighted by batch size; without it probes are scored on the validation loss.
         maximize: ``metric_fn`` is better when higher (accuracy); needs ``metric_fn``.
-        range_test_steps: the longest range test (the budget may make it shorter).
+        range_test_steps: the range test's length, as :func:`~lrkit.finder.range_test`'s
+            ``steps`` (never shortened by the budget; a budget below it is refused).
         seed: the seed of the search's randomness (data order, dropout); the result is
             deterministic for a given seed.
         progress: ``progress(done, total, lr, loss)`` after every update of the range test and
@@ -414,7 +411,8 @@ def _search(
             prober.eval_cost,
             bracketed=found.suggestion is not None,
         )
-        return probe_and_choose(found, plan, prober, total_steps, budget, units, holdout)
+        traits = model_traits(session.model, session.optimizer)
+        return probe_and_choose(found, plan, prober, total_steps, budget, units, holdout, traits)
     except KeyboardInterrupt as err:
         if isinstance(err, TuneInterrupted):
             raise
@@ -453,12 +451,12 @@ def _bracket(
     end_lr: float,
     range_test_steps: int,
 ) -> RangeTestResult:
-    """The range test that brackets the search, as long as the budget allows (:func:`range_plan`,
-    over the top of the range when it is shortened: :func:`sweep_range`), on the search's own
-    engine and snapshot, reporting through ``sweep``; :class:`TuneInterrupted` when Ctrl-C cut
-    it short. The state is as it was before it afterwards."""
-    steps, extend = range_plan(sweep.units, range_test_steps)
-    low, high = sweep_range(start_lr, end_lr, steps, range_test_steps)
+    """The range test that brackets the search: the plain range test's length and range, its
+    extension as far as the budget holds it (:func:`range_plan`), on the search's own engine and
+    snapshot, reporting through ``sweep``; :class:`TuneInterrupted` when Ctrl-C cut it short.
+    The state is as it was before it afterwards."""
+    steps, extend = range_test_steps, range_plan(sweep.units, range_test_steps)
+    low, high = start_lr, end_lr
     sweep.started = True
     start = _RangeTestStart(snap, RngState.capture(train))
     try:

@@ -104,9 +104,13 @@ class TuneResult:
         score_name: ``"metric"`` (with ``maximize``) or ``"val_loss"``.
         holdout: how validation data was made from the training data, when ``val_data`` was
             not given (``None`` otherwise).
-        drift: the measured drift of the best peak per doubling of the horizon (log2), or
-            ``None`` with a single round of probes.
         reason: how the peak was reached, in words.
+        evidence: what the choice rested on, when probes ran around the range test's
+            suggestion: ``anchor`` (the suggestion), ``ceiling``, ``noise`` (how far the
+            suggestion's probe and its repeat under another seed differ), ``gap`` (how much
+            the best probe beat the suggestion's), ``start_loss``, ``moved``, and when it
+            moved ``vertex`` (the probes' best peak), ``shift`` (the horizon model's
+            correction, log2) and ``features`` (the horizon model's inputs).
     """
 
     peak: float
@@ -119,7 +123,7 @@ class TuneResult:
     maximize: bool
     reason: str
     holdout: str | None = None
-    drift: float | None = None
+    evidence: dict[str, Any] | None = None
     schedule: ScheduleFn | None = field(default=None, repr=False, compare=False)
 
     def train_schedule(self) -> Schedule | Hyper:
@@ -145,7 +149,7 @@ class TuneResult:
             "maximize": self.maximize,
             "reason": self.reason,
             "holdout": self.holdout,
-            "drift": self.drift,
+            "evidence": _jsonable(self.evidence),
             "probes": [
                 {
                     "peak": p.peak,
@@ -192,7 +196,7 @@ class TuneResult:
             maximize=bool(d["maximize"]),
             reason=str(d["reason"]),
             holdout=d.get("holdout"),
-            drift=d.get("drift"),
+            evidence=d.get("evidence"),
         )
 
     @classmethod
@@ -268,3 +272,12 @@ def default_schedule(cycles_momentum: bool) -> ScheduleFn:
         return one_cycle(peak, steps, momentum=momentum)
 
     return make
+
+
+def _jsonable(x: Any) -> Any:
+    """``x`` with non-finite floats as ``None``, for strict JSON."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

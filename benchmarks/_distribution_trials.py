@@ -1,0 +1,152 @@
+"""The trials of `distribution.py` on the tasks of `task_distribution.py`: each a plain-JSON
+config dispatched by its ``kind`` (importing this module registers the tasks, in the workers
+too).
+
+- ``train``: one one-cycle run at a given peak, with the task's optimizer and weight decay
+  (:func:`lrkit.experiments.run_trial`);
+- ``lr-free``: one run with an LR-free optimizer (:mod:`_lr_free`);
+- ``range-test``: lrkit's range test (100 updates from 1e-7 to 10, as ``lrkit find``) with the
+  task's optimizer and weight decay, on the model and data order of the finder seed; every
+  rule's suggestion, and pytorch-lr-finder's own (steepest gradient) from its own sweep;
+- ``tune``: :func:`lrkit.finder.tune_lr` at ``budget`` for the task's length, scored on a tenth
+  of the training set held out by the finder seed (the validation set that scores the runs is
+  never shown to it), then one training run of the task in the same process and thread count,
+  both timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+import task_distribution
+from lrkit import schedules as S
+from lrkit.experiments import run_trial
+from lrkit.finder import METHODS, range_test
+from lrkit.tasks import get_task
+from lrkit.train import fit
+from lrkit.train.optimizers import build_optimizer
+
+from _lr_free import train_lr_free
+from _regret_trials import _threads, finder_data
+
+RANGE_TEST_STEPS = 100
+WARM_UP_STEPS = 60
+
+
+def trial(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one trial (see the module docstring for the kinds)."""
+    kind = config["kind"]
+    if kind == "train":
+        return run_trial(config)
+    with _threads(1):
+        if kind == "lr-free":
+            return train_lr_free(config)
+        if kind == "range-test":
+            return _range_test(config)
+        if kind == "tune":
+            return _tune(config)
+    raise ValueError(f"unknown trial kind {kind!r}")
+
+
+def _optimizer(name: str, model: torch.nn.Module) -> torch.optim.Optimizer:
+    spec = task_distribution.spec_of(name)
+    return build_optimizer(
+        spec.optimizer, model.parameters(), lr=1e-7, weight_decay=spec.weight_decay
+    )
+
+
+def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:
+    name = str(config["task"])
+    task = get_task(name)
+    seed = int(config["finder_seed"])
+    model = task.make_model(seed)
+    train, _ = task.loaders(seed=seed)
+    t0 = time.perf_counter()
+    result = range_test(
+        model, _optimizer(name, model), train, task.loss_fn, steps=RANGE_TEST_STEPS, seed=seed
+    )
+    seconds = time.perf_counter() - t0
+    return {
+        "suggestions": {m: result.suggest(m).lr for m in METHODS},
+        "torch-lr-finder": _torch_lr_finder(name, seed),
+        "stop_reason": result.stop_reason,
+        "steps": len(result.lrs),
+        "seconds": seconds,
+    }
+
+
+def _torch_lr_finder(name: str, seed: int) -> float | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch_lr_finder import LRFinder
+
+    task = get_task(name)
+    model = task.make_model(seed)
+    opt = _optimizer(name, model)
+    train, _ = task.loaders(seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        finder = LRFinder(model, opt, task.loss_fn, device="cpu")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            finder.range_test(train, end_lr=10, num_iter=RANGE_TEST_STEPS)
+            _, lr = finder.plot(suggest_lr=True)
+        finder.reset()
+    plt.close("all")
+    return float(lr) if lr is not None and math.isfinite(lr) else None
+
+
+def _tune(config: Mapping[str, Any]) -> dict[str, Any]:
+    from lrkit.finder import TuneResult, tune_lr
+
+    name = str(config["task"])
+    task = get_task(name)
+    spec = task_distribution.spec_of(name)
+    seed = int(config["finder_seed"])
+    steps = int(config["steps"])
+    train, val, metric_fn = finder_data(task, seed, "split")
+
+    def search(total: int) -> TuneResult:
+        model = task.make_model(seed)
+        return tune_lr(
+            model, _optimizer(name, model), train, task.loss_fn, total_steps=total,
+            val_data=val, budget=float(config["budget"]), metric_fn=metric_fn,
+            maximize=True, seed=seed,
+        )  # fmt: skip
+
+    def run(total: int) -> Any:
+        return fit(
+            task, lr=S.one_cycle(task.default_lr, total), steps=total, eval_every=total,
+            weight_decay=spec.weight_decay, seed=seed, num_threads=1,
+        )  # fmt: skip
+
+    # both code paths once, briefly, so that neither timing pays the process's start-up costs
+    with contextlib.suppress(ValueError):
+        search(max(WARM_UP_STEPS, 2 * RANGE_TEST_STEPS))
+    run(WARM_UP_STEPS)
+    t0 = time.perf_counter()
+    try:
+        found = search(steps)
+    except ValueError as err:
+        return {"error": str(err), "peak": None}
+    tune_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(steps)
+    train_seconds = time.perf_counter() - t0
+    return {
+        "peak": float(found.peak),
+        "range_test_peak": found.range_test.suggestion,
+        "spent": float(found.spent),
+        "result": found.to_dict(),
+        "reason": found.reason,
+        "tune_seconds": tune_seconds,
+        "train_seconds": train_seconds,
+    }
