@@ -41,6 +41,7 @@ from lrkit.experiments.trial import encode_lr
 from lrkit.tasks import get_task
 
 import _lr_free
+from _report import README, machine, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "bench-distribution"
@@ -373,9 +374,344 @@ def score_task(records: Records, name: str, truth: Mapping[str, Any]) -> dict[st
     return row
 
 
+# -- the horizon model, fitted on the design half -------------------------------------------------
+
+HORIZON = FINDER_DIR / "horizon_model.json"
+RIDGE = (0.3, 1.0, 3.0, 10.0, 30.0)
+EVIDENCE_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, math.inf)
+SHIFT_RANGE = (-4.0, 2.0)
+
+
+def smooth_best(truth: Mapping[str, Any]) -> float:
+    """The best peak of the grid refined by a parabola through the best mean and its two
+    neighbours in log(peak), kept between them."""
+    peaks = sorted(float(p) for p in truth["runs"])
+    means = [float(np.mean(truth["runs"][f"{p:.6g}"])) for p in peaks]
+    i = int(np.argmax(means))
+    if i == 0 or i == len(peaks) - 1:
+        return peaks[i]
+    x = np.log([peaks[i - 1], peaks[i], peaks[i + 1]])
+    a, b, _ = np.polyfit(x, means[i - 1 : i + 2], 2)
+    if a >= 0:
+        return peaks[i]
+    return float(np.exp(np.clip(-b / (2 * a), x[0], x[2])))
+
+
+def design_rows(records: Records, truth: Mapping[str, Any], version: str) -> list[dict[str, Any]]:
+    """One row per design search (task, budget, finder seed) with recorded probes: its
+    evidence and the target ``log2(best full-run peak / best probe peak)``."""
+    rows = []
+    for name, t in truth.items():
+        if t["half"] != "design":
+            continue
+        best = smooth_best(t)
+        for b in BUDGETS:
+            for f in SEEDS:
+                res = _rec_result(records, tune_trial(name, f, b, version).key)
+                if res is None or res.get("peak") is None:
+                    continue
+                ev = res["result"].get("evidence")
+                rows.append(
+                    {
+                        "task": name, "budget": b, "seed": f, "evidence": ev,
+                        "peak": res["peak"], "anchor": res["range_test_peak"],
+                        "y": math.log2(best / ev["vertex"]) if ev and ev.get("vertex") else None,
+                    }
+                )  # fmt: skip
+    return rows
+
+
+def _fit_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, float]:
+    a = x.T @ x + lam * np.eye(x.shape[1])
+    beta = np.linalg.solve(a, x.T @ (y - y.mean()))
+    return beta, float(y.mean())
+
+
+def fit_horizon(version: str) -> dict[str, Any]:
+    """Fit the horizon model on the design half's recorded searches (``version``: the search's
+    source hash they ran with), choose the ridge penalty and the evidence factor by
+    leave-one-task-out cross-validation, and return the model with its report."""
+    from lrkit.finder.horizon import FEATURES, HorizonModel
+
+    records = {r.key: r for r in run_dir().records()}
+    truth = load_truth()
+    rows = [r for r in design_rows(records, truth, version) if r["evidence"] is not None]
+    fit_rows = [r for r in rows if r["y"] is not None and r["evidence"].get("learned")]
+    x = np.array([[r["evidence"]["features"][k] for k in FEATURES] for r in fit_rows])
+    y = np.array([r["y"] for r in fit_rows])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+    tasks = sorted({r["task"] for r in fit_rows})
+
+    def loto(lam: float) -> np.ndarray:
+        pred = np.zeros(len(y))
+        for t in tasks:
+            held = np.array([r["task"] == t for r in fit_rows])
+            beta, c = _fit_ridge(z[~held], y[~held], lam)
+            pred[held] = c + z[held] @ beta
+        return np.clip(pred, *SHIFT_RANGE)
+
+    cv = {lam: float(np.sqrt(np.mean((loto(lam) - y) ** 2))) for lam in RIDGE}
+    lam = min(cv, key=cv.__getitem__)
+    pred_cv = loto(lam)
+    beta, c = _fit_ridge(z, y, lam)
+    const_rmse = float(np.sqrt(np.mean((y - y.mean()) ** 2)))
+    shifts = {
+        (r["task"], r["budget"], r["seed"]): p for r, p in zip(fit_rows, pred_cv, strict=True)
+    }
+    choice = {}
+    for k in EVIDENCE_GRID:
+        regrets = {b: [] for b in BUDGETS}
+        for r in rows:
+            peak = _decide(r, k, shifts.get((r["task"], r["budget"], r["seed"])))
+            regrets[r["budget"]].append(
+                regret(truth[r["task"]], grid_score(truth[r["task"]], peak)[0])
+            )
+        choice[k] = {b: float(np.mean(v)) for b, v in regrets.items()}
+    model = HorizonModel(
+        intercept=c,
+        coef={k: float(v) for k, v in zip(FEATURES, beta, strict=True)},
+        mean={k: float(v) for k, v in zip(FEATURES, mean, strict=True)},
+        scale={k: float(v) for k, v in zip(FEATURES, scale, strict=True)},
+        low=SHIFT_RANGE[0],
+        high=SHIFT_RANGE[1],
+        cv_rmse=cv[lam],
+        about=(
+            f"ridge (penalty {lam:g}) on {len(fit_rows)} searches of {len(tasks)} design tasks of "
+            f"benchmarks/task_distribution.py (search version {version}); leave-one-task-out "
+            f"RMSE {cv[lam]:.2f} doublings, against {const_rmse:.2f} for a constant"
+        ),
+    )
+    return {"model": model, "cv": cv, "lambda": lam, "const_rmse": const_rmse,
+            "evidence": choice, "rows": len(rows), "fit_rows": len(fit_rows)}  # fmt: skip
+
+
+def _decide(row: Mapping[str, Any], k: float, shift: float | None) -> float:
+    """What the search answers for a recorded row with evidence factor ``k`` and horizon shift
+    ``shift`` (as :func:`lrkit.finder.peak_choice._evidence` decides)."""
+    ev = row["evidence"]
+    anchor = ev["anchor"]
+    if not ev.get("learned") or shift is None or not (ev["gap"] > k * ev["noise"]):
+        return float(anchor)
+    if ev["gap"] <= 0:
+        return float(anchor)
+    peak = ev["vertex"] * 2.0**shift
+    cap = ev.get("cap")
+    return float(min(peak, cap) if cap is not None else peak)
+
+
+def run_fit(version: str, write: bool) -> None:
+    out = fit_horizon(version)
+    print(f"design searches: {out['rows']}, fitted on {out['fit_rows']} whose probes learned")
+    print("leave-one-task-out RMSE (doublings) by ridge penalty:", out["cv"])
+    print(f"a constant: {out['const_rmse']:.3f}")
+    print("design mean regret by evidence factor (cross-validated shifts):")
+    for k, v in out["evidence"].items():
+        print(f"  k={k:g}: " + ", ".join(f"budget {b:g}: {r:.3f}" for b, r in v.items()))
+    print(json.dumps(out["model"].to_dict(), indent=1))
+    if write:
+        HORIZON.write_text(json.dumps(out["model"].to_dict(), indent=1, sort_keys=True) + "\n")
+        print(f"wrote {HORIZON}")
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+LABELS = {
+    "tune_lr(0.5)": "**tune_lr(0.5)**",
+    "tune_lr(0.25)": "**tune_lr(0.25)**",
+    "lrkit": "range test (lrkit rule)",
+    "min/10": "min/10",
+    "steepest": "steepest",
+    "valley": "valley",
+    "torch-lr-finder": "torch-lr-finder",
+    "usual LR": "usual LR",
+    **_lr_free.LABELS,
+}
+COLUMNS = tuple(LABELS)
+PEERS = tuple(c for c in COLUMNS if not c.startswith("tune_lr"))
+NOISE_MARGIN = {"tune_lr(0.5)": 0.05, "tune_lr(0.25)": 0.10}
+TASK_CAP = 0.5
+TASK_FLOOR_MARGIN = 0.25
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return float(np.mean(vals)) if vals and len(vals) == len(xs) else None
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
+def scored(half: str) -> dict[str, dict[str, Any]]:
+    records = {r.key: r for r in run_dir().records()}
+    truth = load_truth()
+    return {n: score_task(records, n, t) for n, t in truth.items() if t["half"] == half}
+
+
+def _wall(half: str) -> dict[str, list[float]]:
+    """tune_lr's wall time over a training run's, per budget, over the half's searches."""
+    records = {r.key: r for r in run_dir().records()}
+    out: dict[str, list[float]] = {}
+    for name in names_of(half):
+        for b in BUDGETS:
+            for f in SEEDS:
+                res = _rec_result(records, tune_trial(name, f, b).key)
+                if res and res.get("peak") is not None:
+                    out.setdefault(f"tune_lr({b:g})", []).append(
+                        res["tune_seconds"] / res["train_seconds"]
+                    )
+    return out
+
+
+def _targets(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    floor = float(np.mean([r["floor"] for r in rows.values()]))
+    lines = [f"Noise floor of the half (mean over tasks): **{floor:.2f}**.", ""]
+    for m, margin in NOISE_MARGIN.items():
+        vals = [r.get(m) for r in rows.values()]
+        mean = _mean(vals)
+        if mean is None:
+            lines.append(f"- {m}: not measured")
+            continue
+        med = float(np.median(vals))  # type: ignore[arg-type]
+        over = [n for n, r in rows.items() if r[m] > max(TASK_CAP, r["floor"] + TASK_FLOOR_MARGIN)]
+        peers = {p: _mean([r.get(p) for r in rows.values()]) for p in PEERS}
+        worse = [LABELS[p] for p, v in peers.items() if v is not None and v <= mean]
+        ok = "met" if mean <= floor + margin else "**not met**"
+        lines.append(
+            f"- {m}: mean {mean:.2f} against floor + {margin:g} = {floor + margin:.2f}: {ok}"
+        )
+        if m == "tune_lr(0.5)":
+            lines.append(
+                f"  - median {med:.2f} (target ≤ 0.05): {'met' if med <= 0.05 else '**not met**'}"
+            )
+            lines.append(
+                f"  - tasks above max(0.5, floor + 0.25): {len(over)}"
+                + (f" ({', '.join(sorted(over))})" if over else "")
+            )
+        lines.append(
+            "  - below every peer: "
+            + ("met" if not worse else f"**not met** (level or better: {', '.join(worse)})")
+        )
+    rt = _mean([r.get("lrkit") for r in rows.values()])
+    others = {p: _mean([r.get(p) for r in rows.values()]) for p in PEERS if p != "lrkit"}
+    worse = [LABELS[p] for p, v in others.items() if v is not None and rt is not None and v <= rt]
+    lines.append(
+        f"- the range test alone: mean {_f(rt)}; below every other rule, the usual LR and the "
+        "LR-free optimizers: "
+        + ("met" if not worse else f"**not met** (level or better: {', '.join(worse)})")
+    )
+    return lines
+
+
+def render(half: str) -> str:
+    rows = scored(half)
+    cols = [c for c in COLUMNS if any(c in r for r in rows.values())]
+    out = [
+        f"## LR finders on a task distribution (`benchmarks/distribution.py`), {half} half",
+        "",
+        f"{len(rows)} tasks of `benchmarks/task_distribution.py` (generator seed {td.SEED}; "
+        "the halves fixed by a hash of the names before any task was trained). Mean normalised "
+        "regret (0: the best grid peak; 1: the grid's median peak; lower is better), ground "
+        "truth from `benchmarks/data/distribution_truth.json`. " + PROTOCOL,
+        "",
+    ]
+    out += _targets(rows)
+    fams = sorted({td.spec_of(n).family for n in rows})
+    out += ["", "By family (tasks; mean regret):", ""]
+    out.append("| family | n | floor | " + " | ".join(LABELS[c] for c in cols) + " |")
+    out.append("|---|---:|---:|" + "---:|" * len(cols))
+    for fam in [*fams, "all"]:
+        fr = [r for n, r in rows.items() if fam == "all" or td.spec_of(n).family == fam]
+        cells = [_f(_mean([r.get(c) for r in fr])) for c in cols]
+        name = "**all**" if fam == "all" else fam
+        out.append(
+            f"| {name} | {len(fr)} | {_f(_mean([r['floor'] for r in fr]))} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    wall = _wall(half)
+    if wall:
+        out += [
+            "",
+            "tune_lr's wall time over one training run of the task (same process and thread):",
+            "",
+        ]
+        for m, v in wall.items():
+            out.append(
+                f"- {m}: median {np.median(v):.2f} (target ≤ budget + 0.05), "
+                f"max {max(v):.2f} (target ≤ 1.0)"
+            )
+    out += ["", "<details><summary>Per task</summary>", ""]
+    out.append("| task | floor | " + " | ".join(LABELS[c] for c in cols) + " |")
+    out.append("|---|---:|" + "---:|" * len(cols))
+    for n, r in sorted(rows.items()):
+        out.append(f"| {n} | {_f(r['floor'])} | " + " | ".join(_f(r.get(c)) for c in cols) + " |")
+    notes = sorted({f"{m}: {v}" for r in rows.values() for m, v in r["notes"].items()})
+    out += ["", "</details>", ""]
+    if notes:
+        out += [
+            f"Note: {len([1 for r in rows.values() if r['notes']])} tasks where {notes[0]}.",
+            "",
+        ]
+    out.append(f"Machine: {machine()}.")
+    return "\n".join(out)
+
+
+def readme_lines() -> str:
+    """The README's lines: the test half's headline table and the targets' verdicts."""
+    rows = scored("test")
+    floor = float(np.mean([r["floor"] for r in rows.values()]))
+    means = {c: _mean([r.get(c) for r in rows.values()]) for c in COLUMNS}
+    rules = ("min/10", "steepest", "valley", "torch-lr-finder")
+    best_rule = min((c for c in rules if means[c] is not None), key=lambda c: means[c])  # type: ignore[arg-type,return-value]
+    free = [c for c in LR_FREE if means.get(c) is not None]
+    best_free = min(free, key=lambda c: means[c]) if free else None  # type: ignore[arg-type,return-value]
+    design = scored("design")
+    dmeans = {c: _mean([r.get(c) for r in design.values()]) for c in COLUMNS}
+    lines = [
+        f"- Finders on a distribution of {len(rows) + len(design)} generated tasks "
+        "(`benchmarks/distribution.py`: MLPs with and without BatchNorm, LayerNorm and dropout, "
+        "residual nets, linear models, 1-D and 2-D CNNs, a ResNet, GRU/LSTM, transformers and "
+        "character LMs on the standard library's source, factorisation, autoencoders, "
+        "fine-tuning; SGD, AdamW, Adam, RMSprop; 200 to 10,000 updates), one-cycle grids of 13+ "
+        "peaks × 3 seeds cached in the repository; mean normalised regret on the test half "
+        f"({len(rows)} tasks, untouched while the method was shaped; noise floor {floor:.2f}):",
+        "",
+        "  | tune_lr(0.5) | tune_lr(0.25) | range test (lrkit rule) | best other rule | usual LR "
+        "| best LR-free optimizer |",
+        "  |---:|---:|---:|---:|---:|---:|",
+        f"  | **{_f(means['tune_lr(0.5)'])}** | {_f(means['tune_lr(0.25)'])} | "
+        f"{_f(means['lrkit'])} | {LABELS[best_rule]} {_f(means[best_rule])} | "
+        f"{_f(means['usual LR'])} | "
+        + (f"{LABELS[best_free]} {_f(means[best_free])}" if best_free else "–")
+        + " |",
+        "",
+        f"  On the design half ({len(design)} tasks, where the horizon model and the evidence "
+        f"rule were fitted): tune_lr(0.5) {_f(dmeans['tune_lr(0.5)'])}, tune_lr(0.25) "
+        f"{_f(dmeans['tune_lr(0.25)'])}, range test {_f(dmeans['lrkit'])}. Per family and "
+        "per task, the targets and the wall time: [BENCHMARKS.md](BENCHMARKS.md).",
+    ]
+    return "\n".join(lines)
+
+
+PROTOCOL = (
+    "Each finder runs with 3 finder seeds (model initialisation, data order, its own "
+    "randomness); its peak is scored by interpolating the grid's mean final metric in "
+    "log(peak). tune_lr scores its probes on a tenth of the training set held out by the "
+    "finder seed, never on the validation set that scores the runs. The usual LR is 0.1 for "
+    "SGD and 1e-3 for the others. The LR-free optimizers are trained on 3 fresh seeds with "
+    "their recommended settings (`benchmarks/_lr_free.py`) and the task's weight decay. The "
+    "noise floor is the regret of the grid's best peak retrained on 3 fresh seeds."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("truth", "methods", "report"))
+    ap.add_argument("what", choices=("truth", "methods", "fit", "report"))
+    ap.add_argument("--version", help="fit: the search version whose design searches to use")
+    ap.add_argument("--write", action="store_true", help="fit: write the model into the package")
     ap.add_argument("--half", default="design", choices=("design", "test", "all"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--methods", default=",".join((*RULES, *TUNES, *LR_FREE)))
@@ -385,6 +721,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_truth(names, args.workers)
     elif args.what == "methods":
         run_methods(names, args.methods.split(","), args.workers)
+    elif args.what == "fit":
+        run_fit(args.version or tune_version(), args.write)
+    elif args.what == "report":
+        for half in ("test", "design") if args.half == "all" else (args.half,):
+            body = render(half)
+            write_section(f"distribution_{half}", body)
+            print(body)
+        if args.half == "all":
+            write_section("distribution_readme", readme_lines(), README)
 
 
 if __name__ == "__main__":
