@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lrkit import schedules as S
-from lrkit.finder import peak_choice, probes, search
+from lrkit.finder import horizon, peak_choice, probes, range_test, search
 from lrkit.finder.search import Probe, TuneResult, tune_lr
 from strategies_finder import assert_same_state, capture, make_data, mlp, pretrain
 
@@ -29,14 +29,27 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 class _FakeProber:
     """Scores from a known objective: the best peak of a run of ``steps`` updates is
-    ``best_at(steps)``, and the score falls with the squared log2-distance from it."""
+    ``best_at(steps)`` and the score (higher is better) falls with the squared log2-distance
+    from it. A probe under ``seed_offset`` k scores ``noise * k`` higher: the repeat of a probe
+    under another seed differs from it by ``noise``. ``learns``: whether the probes' validation
+    loss falls clearly below the start state's."""
+
+    start_loss_value = 2.0
 
     def __init__(
-        self, best_at: Any, *, diverge_above: float = math.inf, learns_above: float = 0.0
+        self,
+        best_at: Any,
+        *,
+        diverge_above: float = math.inf,
+        learns_above: float = 0.0,
+        noise: float = 0.0,
+        learns: bool = True,
     ) -> None:
         self.best_at = best_at
         self.diverge_above = diverge_above
         self.learns_above = learns_above
+        self.noise = noise
+        self.learns = learns
         self.maximize = True
         self.metric_fn = None
         self.schedule = None
@@ -44,8 +57,10 @@ class _FakeProber:
         self.own_lr = 0.1
         self.usual_lr = 0.1
         self.runs: list[tuple[float, int]] = []
+        self.rounds: list[tuple[list[float], int, int, int]] = []
+        self.start_losses = 0
 
-    def run(self, peak: float, steps: int, round_: int) -> Probe:
+    def run(self, peak: float, steps: int, round_: int, seed_offset: int) -> Probe:
         self.runs.append((peak, steps))
         self.spent += steps
         if peak > self.diverge_above:
@@ -54,18 +69,26 @@ class _FakeProber:
             score = -100.0 + 0.01 * math.sin(1e3 * peak)
             return Probe(peak, steps, score, False, round_, self.start_loss_value)
         score = 1.0 - (math.log2(peak) - math.log2(self.best_at(steps))) ** 2
-        return Probe(peak, steps, score, False, round_, self.start_loss_value - 1 - score / 100)
-
-    start_loss_value = 2.0
+        score += self.noise * seed_offset
+        # learning: far below the start state's loss; not learning: 1% below it (the rule is 2%)
+        val_loss = self.start_loss_value * (0.5 - score / 100 if self.learns else 0.99)
+        return Probe(peak, steps, score, False, round_, val_loss)
 
     def start_loss(self) -> float:
+        self.start_losses += 1
         return self.start_loss_value
 
-    def run_round(self, peaks: list[float], steps: int, round_: int) -> list[Probe]:
-        return [self.run(p, steps, round_) for p in peaks]
+    def run_round(
+        self, peaks: list[float], steps: int, round_: int, seed_offset: int = 0
+    ) -> list[Probe]:
+        self.rounds.append((list(peaks), steps, round_, seed_offset))
+        return [self.run(p, steps, round_, seed_offset) for p in peaks]
 
     def key(self, p: Probe) -> float:
         return math.inf if p.diverged else -p.score
+
+
+_TRAITS = {"adaptive": 0.0, "normalised": 1.0, "dropout": 0.0}
 
 
 def _choose(
@@ -74,63 +97,187 @@ def _choose(
     anchor: float,
     total: int = 1000,
     plan: peak_choice.ProbePlan | None = None,
+    ceiling: float | None = None,
 ) -> TuneResult:
-    """The search's choice from ``prober``'s scores, anchored at ``anchor`` with no ceiling
-    (default plan: two rounds)."""
+    """The search's choice from ``prober``'s scores, anchored at ``anchor`` below ``ceiling``
+    (default plan: the probes around the suggestion, 40 updates each)."""
     monkeypatch.setattr(
-        peak_choice, "_anchor", lambda result, own, usual: (anchor, None, "a test anchor")
+        peak_choice, "_anchor", lambda result, own, usual: (anchor, ceiling, "a test anchor")
     )
     if plan is None:
-        plan = peak_choice.ProbePlan(rounds=2, candidates=4, steps=40)
+        plan = peak_choice.ProbePlan(candidates=5, steps=40)
     found: Any = None  # the range-test result is only passed through
-    return peak_choice.probe_and_choose(found, plan, prober, total, 0.5, 500, None)  # type: ignore[arg-type]
+    return peak_choice.probe_and_choose(found, plan, prober, total, 0.5, 500, None, _TRAITS)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("true_best", [0.03, 0.05, 0.08])
-def test_finds_the_optimum_when_the_drift_is_the_prior(
-    monkeypatch: pytest.MonkeyPatch, true_best: float
-) -> None:
-    total = 1000
-    prober = _FakeProber(lambda steps: true_best * (total / steps) ** search.PRIOR_DRIFT)
-    out = _choose(monkeypatch, prober, anchor=0.05)
-    assert out.peak == pytest.approx(true_best, rel=0.02)
-    assert [s for _, s in prober.runs] == [40] * 4 + [80] * 3
-    assert out.drift == pytest.approx(search.PRIOR_DRIFT, abs=0.02)
+def _horizon(
+    monkeypatch: pytest.MonkeyPatch,
+    intercept: float,
+    coef: dict[str, float] | None = None,
+    mean: dict[str, float] | None = None,
+    scale: dict[str, float] | None = None,
+    high: float = 1.0,
+) -> horizon.HorizonModel:
+    """Make ``horizon.load`` return a known model (the shipped one is refitted over time)."""
+    model = horizon.HorizonModel(
+        intercept=intercept,
+        coef=coef or {},
+        mean=mean or {},
+        scale=scale or {},
+        low=-4.0,
+        high=high,
+    )
+    monkeypatch.setattr(horizon, "load", lambda: model)
+    return model
 
 
-def test_a_measured_drift_moves_the_choice_its_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    total = 1000
-    flat = _FakeProber(lambda steps: 0.1)  # no drift: short runs want what long runs want
-    steep = _FakeProber(lambda steps: 0.02 * (total / steps) ** 0.8)
-    a = _choose(monkeypatch, flat, anchor=0.05)
-    b = _choose(monkeypatch, steep, anchor=0.1)
-    assert a.drift == pytest.approx(0.0, abs=0.02) and b.drift is not None and b.drift > 0.6
-    # shrunk halfway towards the prior, each choice errs towards the prior's side of the truth
-    n = math.log2(total / 80)
-    assert a.peak == pytest.approx(0.1 * 2 ** (-0.5 * search.PRIOR_DRIFT * n), rel=0.02)
-    assert 0.005 < b.peak < 0.05 and a.peak > 1.5 * b.peak
+# the suggestion 0.1 and a best short run at 0.15: the probes at 0.05, 0.1, 0.2 and 0.4 score
+# 1 - log2(p / 0.15)^2, the best (0.2) beating the suggestion's by this much
+_GAP = math.log2(0.1 / 0.15) ** 2 - math.log2(0.2 / 0.15) ** 2
 
 
-def test_diverged_probes_cap_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    prober = _FakeProber(lambda steps: 1.0, diverge_above=0.15)
-    out = _choose(monkeypatch, prober, anchor=0.1)
-    diverged = [p.peak for p in out.probes if p.diverged]
-    assert diverged and out.peak <= min(diverged) / 2
+def test_the_plan_keeps_the_range_test_and_spends_the_rest_on_five_probes() -> None:
+    # the extension: three more sweeps when the budget holds them, else two, else none
+    assert peak_choice.range_plan(400, 100) == 3
+    assert peak_choice.range_plan(399, 100) == 2
+    assert peak_choice.range_plan(300, 100) == 2
+    assert peak_choice.range_plan(299, 100) == 1
+    assert peak_choice.range_plan(100, 100) == 1
+    # four positions, one repeat, six evaluations (the start state's and the probes')
+    assert peak_choice.probe_plan(100, 1000, 2.0) == peak_choice.ProbePlan(5, 17)
+    assert peak_choice.probe_plan(1e5, 400, 1.0) == peak_choice.ProbePlan(5, 100)  # a quarter
+    assert peak_choice.probe_plan(46, 1000, 1.0) == peak_choice.ProbePlan(5, 8)
+    assert peak_choice.probe_plan(45.9, 1000, 1.0) == peak_choice.ProbePlan(0, 0)
+    # without a basin: a walk of four probes, at most half the run each
+    assert peak_choice.probe_plan(100, 1000, 2.0, bracketed=False) == peak_choice.ProbePlan(
+        4, 22, walk=True
+    )
+    assert peak_choice.probe_plan(1e5, 40, 0.0, bracketed=False) == peak_choice.ProbePlan(
+        4, 20, walk=True
+    )
+    assert peak_choice.probe_plan(36, 1000, 1.0, bracketed=False) == peak_choice.ProbePlan(0, 0)
 
 
-_ONE_ROUND = peak_choice.ProbePlan(rounds=1, candidates=3, steps=125)
-_WALK = peak_choice.ProbePlan(rounds=1, candidates=4, steps=100, walk=True)
-
-
-def test_with_one_round_the_prior_drift_extrapolates_from_the_best_probe(
+def test_the_probes_sit_around_the_suggestion_and_repeat_its_own_under_another_seed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    total = 1000
-    prober = _FakeProber(lambda steps: 0.1)  # the round's middle is best
-    shift = 2 ** (search.PRIOR_DRIFT * 3)  # the round is centred on the anchor moved up
-    out = _choose(monkeypatch, prober, anchor=0.1 / shift, total=total, plan=_ONE_ROUND)
-    assert [s for _, s in prober.runs] == [125] * 3
-    assert out.peak == pytest.approx(0.1 * 2 ** (-search.PRIOR_DRIFT * 3), rel=1e-6)
+    prober = _FakeProber(lambda steps: 0.1)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    assert prober.start_losses == 1
+    assert prober.rounds == [([0.05, 0.1, 0.2, 0.4], 40, 1, 0), ([0.1], 40, 1, 1)]
+    assert [p.peak for p in out.probes] == [0.05, 0.1, 0.2, 0.4, 0.1]
+    # the suggestion's own probe is the best: the answer is the suggestion, exactly
+    assert out.peak == 0.1 and out.evidence is not None and out.evidence["moved"] is False
+
+
+def test_a_ceiling_drops_the_probes_above_it_and_adds_halvings_below(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prober = _FakeProber(lambda steps: 0.1)
+    _choose(monkeypatch, prober, anchor=0.1, ceiling=0.25)
+    assert prober.rounds[0][0] == pytest.approx([0.025, 0.05, 0.1, 0.2])
+    assert prober.rounds[1][0] == [0.1]
+
+
+def test_probes_that_learn_nothing_leave_the_range_tests_suggestion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _horizon(monkeypatch, intercept=-1.0)
+    # the best probe beats the suggestion's far beyond the (zero) noise, but its validation
+    # loss is only 1% below the start state's
+    prober = _FakeProber(lambda steps: 0.15, learns=False)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    assert out.peak == 0.1
+    assert "range test's suggestion (0.1)" in out.reason
+    assert "no probe of 40 updates learned" in out.reason
+    ev = out.evidence
+    assert ev is not None and ev["learned"] is False and ev["moved"] is False
+    assert ev["start_loss"] == 2.0 and ev["gap"] == pytest.approx(_GAP) and ev["noise"] == 0.0
+
+
+@pytest.mark.parametrize("margin", [1.05, 2.0])
+def test_a_difference_within_the_probes_noise_leaves_the_suggestion(
+    monkeypatch: pytest.MonkeyPatch, margin: float
+) -> None:
+    _horizon(monkeypatch, intercept=-1.0)
+    noise = margin * _GAP / peak_choice.EVIDENCE  # the gap is below EVIDENCE times the noise
+    prober = _FakeProber(lambda steps: 0.15, noise=noise)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    assert out.peak == 0.1
+    assert "beat it by more than 2 times the probes' noise" in out.reason
+    ev = out.evidence
+    assert ev is not None and ev["moved"] is False and ev["learned"] is True
+    assert ev["noise"] == pytest.approx(noise) and ev["gap"] == pytest.approx(_GAP)
+
+
+@pytest.mark.parametrize(
+    ("intercept", "coef", "mean", "scale"),
+    [
+        (-1.0, {}, {}, {}),
+        (
+            0.25,
+            {"doublings": -0.5, "probe_offset": 1.0, "normalised": 0.5},
+            {"doublings": 3.0},
+            {"doublings": 2.0},
+        ),
+    ],
+    ids=["intercept", "features"],
+)
+def test_a_difference_beyond_the_noise_moves_to_the_vertex_carried_by_the_horizon_model(
+    monkeypatch: pytest.MonkeyPatch,
+    intercept: float,
+    coef: dict[str, float],
+    mean: dict[str, float],
+    scale: dict[str, float],
+) -> None:
+    _horizon(monkeypatch, intercept, coef, mean, scale)
+    noise = 0.95 * _GAP / peak_choice.EVIDENCE  # just beyond the threshold
+    prober = _FakeProber(lambda steps: 0.15, noise=noise)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    # the objective is a parabola in log2(peak): the vertex through 0.1, 0.2, 0.4 is 0.15
+    doublings = math.log2(1000 / 40)
+    shift = (
+        intercept
+        + coef.get("doublings", 0.0) * (doublings - 3.0) / 2.0
+        + coef.get("probe_offset", 0.0) * math.log2(1.5)
+        + coef.get("normalised", 0.0) * 1.0
+    )
+    assert out.peak == pytest.approx(0.15 * 2**shift, rel=1e-6)
+    ev = out.evidence
+    assert ev is not None and ev["moved"] is True and ev["cap"] is None
+    assert ev["vertex"] == pytest.approx(0.15, rel=1e-6)
+    assert ev["shift"] == pytest.approx(shift, rel=1e-9)
+    assert out.peak == pytest.approx(ev["vertex"] * 2 ** ev["shift"], rel=1e-12)
+    assert ev["features"]["doublings"] == pytest.approx(doublings)
+    assert ev["features"]["normalised"] == 1.0
+    assert f"({shift:+.2f} doublings)" in out.reason and "capped" not in out.reason
+
+
+def test_the_moved_peak_is_capped_at_the_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    _horizon(monkeypatch, intercept=1.5, high=2.0)  # the vertex 0.15 carried to 0.42
+    prober = _FakeProber(lambda steps: 0.15)
+    out = _choose(monkeypatch, prober, anchor=0.1, ceiling=0.41)
+    assert [p.peak for p in out.probes] == [0.05, 0.1, 0.2, 0.4, 0.1]
+    assert out.evidence is not None and out.evidence["moved"] is True
+    assert out.evidence["vertex"] == pytest.approx(0.15, rel=1e-6)
+    assert out.evidence["shift"] == 1.5 and out.evidence["cap"] == 0.41
+    assert out.peak == 0.41 and "capped at 0.41" in out.reason
+
+
+def test_the_moved_peak_is_capped_at_half_a_probe_that_diverged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _horizon(monkeypatch, intercept=1.0)
+    prober = _FakeProber(lambda steps: 0.15, diverge_above=0.3)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    assert [p.peak for p in out.probes if p.diverged] == [0.4]
+    # the best that did not diverge (0.2) is at the round's edge: it is the vertex
+    assert out.evidence is not None and out.evidence["vertex"] == 0.2
+    assert out.evidence["cap"] == 0.2 and out.peak == 0.2
+    assert "capped at 0.2" in out.reason
+
+
+_WALK = peak_choice.ProbePlan(candidates=4, steps=100, walk=True)
 
 
 @pytest.mark.parametrize("learns_above", [2e-3, 2e-2])
@@ -141,27 +288,25 @@ def test_without_a_bracket_a_walk_climbs_until_a_probe_learns_then_brackets_it(
     prober = _FakeProber(lambda steps: 0.3, learns_above=learns_above)
     out = _choose(monkeypatch, prober, anchor=1e-3, plan=_WALK)
     peaks = [p for p, _ in prober.runs]
+    assert peaks[0] == pytest.approx(1e-3 / 2)  # from half the anchor
     first = next(i for i, p in enumerate(peaks) if p > learns_above)
     assert peaks[: first + 1] == pytest.approx([peaks[0] * 4**i for i in range(first + 1)])
     # the slots left go half a step above the first that learned, then below it
     rest = [peaks[first] * 2, peaks[first] / 2][: 4 - first - 1]
     assert peaks[first + 1 :] == pytest.approx(rest)
     assert "walk of probes" in out.reason
-    n = math.log2(1000 / 100)
-    assert out.peak == pytest.approx(
-        peak_choice._vertex(out.probes, prober) * 2 ** (-search.PRIOR_DRIFT * n)  # type: ignore[arg-type]
-    )
+    assert out.peak == pytest.approx(peak_choice._vertex(out.probes, prober))  # type: ignore[arg-type]
 
 
 def test_a_walk_where_nothing_learns_takes_the_largest_that_did_not_diverge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prober = _FakeProber(lambda steps: 1.0, learns_above=10.0, diverge_above=0.05)
+    prober = _FakeProber(lambda steps: 1.0, learns_above=10.0, diverge_above=0.02)
     out = _choose(monkeypatch, prober, anchor=1e-3, plan=_WALK)
-    stable = max(p.peak for p in out.probes if not p.diverged)
-    assert any(p.diverged for p in out.probes)
-    n = math.log2(1000 / 100)
-    assert out.peak == pytest.approx(stable * 2 ** (-search.PRIOR_DRIFT * n))
+    # up by fours from half the anchor, until a probe diverges
+    assert [p.peak for p in out.probes] == pytest.approx([5e-4, 2e-3, 8e-3, 3.2e-2])
+    assert [p.diverged for p in out.probes] == [False, False, False, True]
+    assert out.peak == pytest.approx(8e-3)
     assert "none of which learned" in out.reason
 
 
@@ -254,10 +399,13 @@ def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
     assert len(a.range_test.lrs) >= 10
 
 
-def test_its_peak_trains_close_to_the_best_of_a_grid() -> None:
+def test_with_probes_long_enough_its_peak_trains_close_to_the_best_of_a_grid() -> None:
     data, val = _split()
-    found = _tuned(data, val, 300)
-    assert _regret(found.peak, 300, data, val) <= 0.5, found.peak
+    found = _tuned(data, val, 600, budget=1.0)  # probes of 97 updates
+    suggested = found.range_test.suggestion
+    assert suggested is not None
+    regret = _regret(found.peak, 600, data, val)
+    assert regret <= 0.5, (found.peak, regret, suggested, _regret(suggested, 600, data, val))
 
 
 def test_a_range_test_without_a_basin_hands_over_to_a_walk_that_restores_everything() -> None:
@@ -279,7 +427,7 @@ def test_without_val_data_a_slice_of_a_list_is_held_out() -> None:
         seen.append(id(y))
         return nn.functional.cross_entropy(out, y)
 
-    found = tune_lr(model, opt, data, loss_fn, total_steps=200, budget=0.5)
+    found = tune_lr(model, opt, data, loss_fn, total_steps=400, budget=0.5)
     assert found.holdout is not None and "2 of the 20 training batches held out" in found.holdout
     assert found.score_name == "val_loss" and found.probes
 
@@ -310,11 +458,11 @@ def test_a_custom_schedule_is_used_by_the_probes() -> None:
         data,
         nn.functional.cross_entropy,
         val_data=val,
-        total_steps=200,
+        total_steps=400,
         schedule=cosine,
     )
     probe_calls = [(p.peak, p.steps) for p in found.probes]
-    assert set(probe_calls) <= set(made)
+    assert probe_calls and set(probe_calls) <= set(made)
     assert isinstance(found.train_schedule(), S.Schedule)
 
 
@@ -324,7 +472,7 @@ def test_a_custom_schedule_is_used_by_the_probes() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"budget": 0.01}, ValueError, "too few for even the range test"),
+        ({"budget": 0.01}, ValueError, "fewer than the range test's 100"),
         ({"budget": 0.0}, ValueError, "budget must be a fraction"),
         ({"total_steps": 10}, ValueError, "shorter than two probes"),
         ({"val_data": []}, ValueError, "empty"),
@@ -345,6 +493,73 @@ def test_bad_input_raises_before_anything_changes(
     assert_same_state(before, capture(model, opt))
 
 
+@pytest.mark.parametrize(
+    ("total", "budget", "advice"),
+    [
+        (400, 0.2, "raise budget to at least 0.25"),
+        (60, 1.0, "the range test alone costs more than the run"),
+    ],
+)
+def test_a_budget_below_the_range_test_raises_before_anything_changes(
+    total: int, budget: float, advice: str
+) -> None:
+    model, opt = _pretrained()
+    before = capture(model, opt)
+    loss = _Calls()
+    with pytest.raises(ValueError) as info:
+        tune_lr(
+            model,
+            opt,
+            make_data(),
+            loss,
+            val_data=make_data(n=64),
+            total_steps=total,
+            budget=budget,
+        )
+    message = " ".join(str(info.value).split())
+    assert message == (
+        f"budget {budget:g} of {total} steps is {budget * total:.0f} updates, fewer than the "
+        "range test's 100 (range_test_steps), which the search never shortens; "
+        f"{advice}, or use range_test alone: its suggestion is what tune_lr answers when the "
+        "budget buys no probes"
+    )
+    assert loss.calls == 0
+    assert_same_state(before, capture(model, opt))
+
+
+@pytest.mark.parametrize(
+    ("total", "budget", "steps"), [(200, 0.5, 100), (400, 0.1, 40)], ids=["default", "shorter"]
+)
+def test_a_budget_without_room_for_probes_answers_the_range_tests_suggestion(
+    total: int, budget: float, steps: int
+) -> None:
+    data, val = _split(384)
+    model, opt = _setup()
+    before = capture(model, opt)
+    plain = range_test(model, opt, data, nn.functional.cross_entropy, steps=steps, seed=0)
+    found = tune_lr(
+        model,
+        opt,
+        data,
+        nn.functional.cross_entropy,
+        val_data=val,
+        total_steps=total,
+        budget=budget,
+        range_test_steps=steps,
+        seed=0,
+    )
+    assert plain.suggestion is not None and plain.extended_from is None
+    assert found.peak == plain.suggestion
+    assert np.array_equal(found.range_test.lrs, plain.lrs)
+    assert np.array_equal(found.range_test.losses, plain.losses)
+    assert found.probes == [] and found.evidence is None
+    assert found.spent == pytest.approx(len(plain.lrs) / total)
+    assert found.reason == (
+        "the range test's suggestion: the budget leaves no room for probes long enough to learn"
+    )
+    assert_same_state(before, capture(model, opt))
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 
@@ -353,7 +568,7 @@ def test_find_with_a_budget_prints_the_probes_and_writes_the_choice(tmp_path: Pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "lrkit", "find", "--task", "breast-cancer-mlp", "--budget"]
     proc = subprocess.run(
-        [*cmd, "0.5", "--out", str(out)],
+        [*cmd, "0.5", "--total-steps", "400", "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -373,7 +588,9 @@ def test_find_with_a_budget_prints_the_probes_and_writes_the_choice(tmp_path: Pa
         timeout=300,
     )
     assert bad.returncode == 2
-    assert "too few for even the range test" in bad.stderr + bad.stdout
+    assert "fewer than the range test's 100 (range_test_steps)" in " ".join(
+        (bad.stderr + bad.stdout).split()
+    )
     assert not (tmp_path / "bad" / "tune.json").exists()
 
 
@@ -467,20 +684,17 @@ def test_ctrl_c_in_a_probe_or_its_validation_raises_after_restoring_everything()
     swept = len(full.range_test.lrs) + (full.range_test.extended_from or 0)
     first = full.probes[0]
     assert not first.diverged and first.round == 1
-    stopped, before, after = _interrupted_at(swept + 5)  # the first probe's fifth update
+    start = swept + len(_split(384)[1])  # the start state's validation loss comes first
+    stopped, before, after = _interrupted_at(start + 5)  # the first probe's fifth update
     assert stopped.where == (
-        f"in the probes of the search: probe 1 of {len(_first_round(full))} of round 1 "
+        f"in the probes of the search: probe 1 of {len(peak_choice.POSITIONS)} of round 1 "
         f"(peak {first.peak:.3g}), after 4 of its {first.steps} steps"
     )
     assert_same_state(before, after)
-    stopped, before, after = _interrupted_at(swept + first.steps + 1)  # its validation
+    stopped, before, after = _interrupted_at(start + first.steps + 1)  # its validation
     assert stopped.where.startswith("in the probes of the search: validating probe 1 of ")
     assert_same_state(before, after)
-    assert counted.calls > swept + first.steps + 1
-
-
-def _first_round(result: TuneResult) -> list[Probe]:
-    return [p for p in result.probes if p.round == 1]
+    assert counted.calls > start + first.steps + 1
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
