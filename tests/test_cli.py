@@ -219,7 +219,9 @@ def test_compare_runs_a_grid(tmp_path: Path) -> None:
 
 
 def test_tune_numbers_rounds_as_its_json_does(tmp_path: Path) -> None:
-    out = lrkit("tune", "--task", "wine-mlp", "--budget", "0.5", "--out", "tune", cwd=tmp_path)
+    # wine-mlp's own run (100 steps) is too short for a range test of 100 steps and probes
+    tune = ["tune", "--task", "wine-mlp", "--budget", "0.5", "--total-steps", "400"]
+    out = lrkit(*tune, "--out", "tune", cwd=tmp_path)
     saved = json.loads((tmp_path / "tune" / "tune.json").read_text())
     rows = [
         [cell.strip() for cell in line.strip("│ ").split("│")]
@@ -283,8 +285,8 @@ OLD_SPELLINGS = [
         "`lrkit find --test momentum` is deprecated; use `lrkit test momentum`",
     ),
     (
-        ["find", "--budget", "0.5"],
-        ["tune", "--budget", "0.5"],
+        ["find", "--budget", "0.5", "--total-steps", "400"],
+        ["tune", "--budget", "0.5", "--total-steps", "400"],
         "tune",
         "`lrkit find --budget` is deprecated; use `lrkit tune`",
     ),

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import lrkit
 from lrkit.engine import distributed
+from lrkit.finder.peak_choice import POSITIONS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,9 +143,9 @@ def test_range_test_and_search_agree_across_ranks_and_with_one_process(tmp_path:
         assert got["suggestion"] == pytest.approx(one.suggestion, rel=1e-6)
 
     tuned = lrkit.tune_lr(
-        model, opt, train, F.cross_entropy, val_data=val, total_steps=96, budget=1.0, seed=0
+        model, opt, train, F.cross_entropy, val_data=val, total_steps=200, budget=1.0, seed=0
     )
-    assert len(r0["tune"]["probes"]) == len(tuned.probes) == 3
+    assert len(r0["tune"]["probes"]) == len(tuned.probes) == len(POSITIONS) + 1
     for (peak, steps, score), p in zip(r0["tune"]["probes"], tuned.probes, strict=True):
         assert (peak, steps) == pytest.approx((p.peak, p.steps), rel=1e-9)
         assert score == pytest.approx(p.score, rel=1e-5)

@@ -361,8 +361,9 @@ def test_the_readme_trainer_snippet_tunes_and_trains_on_the_trainers_schedule(
     tmp_path: Path,
 ) -> None:
     """No eval_dataset: a tenth of the training examples is held out, and the result says so.
-    Then the Trainer trains at the peak, on its own schedule: linear with a warmup ratio."""
-    args = _args(tmp_path, max_steps=120, weight_decay=0.01, **_warmup_ratio(0.1))
+    Then the Trainer trains at the peak, on its own schedule: linear with a warmup ratio. The
+    run is long enough for the range test (100 steps) and probes at half a run's budget."""
+    args = _args(tmp_path, max_steps=400, weight_decay=0.01, **_warmup_ratio(0.1))
     trainer = transformers.Trainer(model=_gpt2(), args=args, train_dataset=_Tokens())
     before = _As(trainer)
     train, sep, _ = _readme_trainer_snippet().partition("trainer.train()\n")
@@ -384,11 +385,11 @@ def test_the_readme_trainer_snippet_tunes_and_trains_on_the_trainers_schedule(
         exec(compile(sep, "README.md", "exec"), space)
     finally:
         hook.remove()
-    assert trainer.state.global_step == 120
-    expected = _hf_schedule(trainer.args, result.peak, 120)
-    assert expected[0] == 0.0 and expected[12] == pytest.approx(result.peak)  # 12 warmup steps
+    assert trainer.state.global_step == 400
+    expected = _hf_schedule(trainer.args, result.peak, 400)
+    assert expected[0] == 0.0 and expected[40] == pytest.approx(result.peak)  # 40 warmup steps
     assert used == pytest.approx(expected, rel=1e-12, abs=1e-18)
-    assert result.train_schedule().table(0, 120) == pytest.approx(expected, rel=1e-12, abs=1e-18)
+    assert result.train_schedule().table(0, 400) == pytest.approx(expected, rel=1e-12, abs=1e-18)
 
 
 def test_tune_lr_on_a_classifier_scores_the_probes_with_compute_metrics(tmp_path: Path) -> None:
@@ -400,7 +401,7 @@ def test_tune_lr_on_a_classifier_scores_the_probes_with_compute_metrics(tmp_path
         return _accuracy(p)
 
     args = _args(
-        tmp_path, max_steps=160, lr_scheduler_type="cosine", metric_for_best_model="accuracy"
+        tmp_path, max_steps=400, lr_scheduler_type="cosine", metric_for_best_model="accuracy"
     )
     trainer = transformers.Trainer(
         model=_bert(),
@@ -421,8 +422,8 @@ def test_tune_lr_on_a_classifier_scores_the_probes_with_compute_metrics(tmp_path
     for p in scored:
         assert 0.0 <= p.score <= 1.0
         assert p.score * 64 == pytest.approx(round(p.score * 64), abs=1e-9)  # k of 64 right
-    assert result.train_schedule().table(0, 160) == pytest.approx(
-        _hf_schedule(args, result.peak, 160), rel=1e-12, abs=1e-18
+    assert result.train_schedule().table(0, 400) == pytest.approx(
+        _hf_schedule(args, result.peak, 400), rel=1e-12, abs=1e-18
     )
 
 
@@ -432,7 +433,7 @@ def test_every_probe_trains_on_the_same_batches(tmp_path: Path) -> None:
     model = _gpt2()
     trainer = transformers.Trainer(
         model=model,
-        args=_args(tmp_path, max_steps=200),
+        args=_args(tmp_path, max_steps=400),
         train_dataset=_Few(48),
         eval_dataset=_Few(16, start=48),
     )
@@ -558,7 +559,7 @@ def test_a_seq2seq_trainer_is_tuned_on_its_evaluation_loss(tmp_path: Path) -> No
     )  # fmt: skip
     model = transformers.T5ForConditionalGeneration(config)
     args = transformers.Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path), max_steps=200, per_device_train_batch_size=8,
+        output_dir=str(tmp_path), max_steps=400, per_device_train_batch_size=8,
         per_device_eval_batch_size=16, report_to=[], use_cpu=True, save_strategy="no",
         disable_tqdm=True, seed=0,
     )  # fmt: skip

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from lrkit.experiments import RunDir, Trial, TrialRecord, compare, run_trial, run_trials
+from lrkit.finder.peak_choice import POSITIONS
 from lrkit.finder.task import tune_task
 from lrkit.tasks import get_task
 from test_cli import lrkit
@@ -284,9 +285,11 @@ def test_ctrl_c_cancels_the_tasks_and_keeps_what_finished(
 
 
 def test_tune_on_ray_equals_local(driver: tuple[str, int]) -> None:
-    local = tune_task(TASK, total_steps=150, budget=0.5, seed=3)
-    on_ray = tune_task(TASK, total_steps=150, budget=0.5, seed=3, backend="ray")
-    assert len(local.probes) == 3
+    # the range test (100 steps) and five probes: the four positions and the repeat, whose seed
+    # goes to the worker with it
+    local = tune_task(TASK, total_steps=400, budget=0.5, seed=3)
+    on_ray = tune_task(TASK, total_steps=400, budget=0.5, seed=3, backend="ray")
+    assert len(local.probes) == len(POSITIONS) + 1
     assert on_ray.to_dict() == local.to_dict()
 
 

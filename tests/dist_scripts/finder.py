@@ -72,7 +72,7 @@ def main(out: Path) -> None:
     plain.plot(files / f"range_rank{rank}.png")
 
     tuned = lrkit.tune_lr(
-        ddp, opt, train, F.cross_entropy, val_data=val, total_steps=96, budget=1.0, seed=0
+        ddp, opt, train, F.cross_entropy, val_data=val, total_steps=200, budget=1.0, seed=0
     )
     report["tune"] = {
         "peak": tuned.peak,
@@ -109,7 +109,7 @@ def main(out: Path) -> None:
                 train,
                 F.cross_entropy,
                 val_data=val,
-                total_steps=96,
+                total_steps=200,
                 budget=1.0 - 0.5 * rank,
             )
         ),
