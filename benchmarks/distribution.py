@@ -492,7 +492,8 @@ def _decide(row: Mapping[str, Any], k: float, shift: float | None) -> float:
     ``shift`` (as :func:`lrkit.finder.peak_choice._evidence` decides)."""
     ev = row["evidence"]
     anchor = ev["anchor"]
-    if not ev.get("learned") or shift is None or not (ev["gap"] > k * ev["noise"]):
+    noise = ev["noise"]
+    if not ev.get("learned") or shift is None or noise == 0 or not (ev["gap"] > k * noise):
         return float(anchor)
     if ev["gap"] <= 0:
         return float(anchor)

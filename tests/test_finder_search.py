@@ -74,7 +74,7 @@ class _FakeProber:
         val_loss = self.start_loss_value * (0.5 - score / 100 if self.learns else 0.99)
         return Probe(peak, steps, score, False, round_, val_loss)
 
-    def start_loss(self) -> float:
+    def start_loss(self, before: str = "") -> float:
         self.start_losses += 1
         return self.start_loss_value
 
@@ -204,10 +204,24 @@ def test_a_difference_within_the_probes_noise_leaves_the_suggestion(
     prober = _FakeProber(lambda steps: 0.15, noise=noise)
     out = _choose(monkeypatch, prober, anchor=0.1)
     assert out.peak == 0.1
-    assert "beat it by more than 2 times the probes' noise" in out.reason
+    assert f"beat it by more than {peak_choice.EVIDENCE:g} times the probes' noise" in out.reason
     ev = out.evidence
     assert ev is not None and ev["moved"] is False and ev["learned"] is True
     assert ev["noise"] == pytest.approx(noise) and ev["gap"] == pytest.approx(_GAP)
+
+
+def test_a_noise_that_cannot_be_measured_leaves_the_suggestion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repeat that scores exactly the same (a pipeline the seed does not change) measures no
+    noise, so no gap between probes, however large, is evidence."""
+    _horizon(monkeypatch, intercept=-1.0)
+    prober = _FakeProber(lambda steps: 0.4, noise=0.0)
+    out = _choose(monkeypatch, prober, anchor=0.1)
+    assert out.peak == 0.1
+    assert "noise could not be measured" in out.reason
+    ev = out.evidence
+    assert ev is not None and ev["moved"] is False and ev["noise"] == 0.0 and ev["gap"] > 1
 
 
 @pytest.mark.parametrize(
@@ -255,7 +269,7 @@ def test_a_difference_beyond_the_noise_moves_to_the_vertex_carried_by_the_horizo
 
 def test_the_moved_peak_is_capped_at_the_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
     _horizon(monkeypatch, intercept=1.5, high=2.0)  # the vertex 0.15 carried to 0.42
-    prober = _FakeProber(lambda steps: 0.15)
+    prober = _FakeProber(lambda steps: 0.15, noise=0.01)
     out = _choose(monkeypatch, prober, anchor=0.1, ceiling=0.41)
     assert [p.peak for p in out.probes] == [0.05, 0.1, 0.2, 0.4, 0.1]
     assert out.evidence is not None and out.evidence["moved"] is True
@@ -268,7 +282,7 @@ def test_the_moved_peak_is_capped_at_half_a_probe_that_diverged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _horizon(monkeypatch, intercept=1.0)
-    prober = _FakeProber(lambda steps: 0.15, diverge_above=0.3)
+    prober = _FakeProber(lambda steps: 0.15, diverge_above=0.3, noise=0.01)
     out = _choose(monkeypatch, prober, anchor=0.1)
     assert [p.peak for p in out.probes if p.diverged] == [0.4]
     # the best that did not diverge (0.2) is at the round's edge: it is the vertex
@@ -399,13 +413,16 @@ def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
     assert len(a.range_test.lrs) >= 10
 
 
-def test_with_probes_long_enough_its_peak_trains_close_to_the_best_of_a_grid() -> None:
+def test_with_probes_long_enough_its_peak_trains_no_worse_than_the_range_tests() -> None:
+    """The search answers the range test's suggestion, or a peak its probes found better by
+    more than their noise: trained for the run, it is not worse than the suggestion."""
     data, val = _split()
     found = _tuned(data, val, 600, budget=1.0)  # probes of 97 updates
     suggested = found.range_test.suggestion
-    assert suggested is not None
+    assert suggested is not None and found.evidence is not None
+    assert found.evidence["noise"] > 0  # the repeat trained on the batches in another order
     regret = _regret(found.peak, 600, data, val)
-    assert regret <= 0.5, (found.peak, regret, suggested, _regret(suggested, 600, data, val))
+    assert regret <= _regret(suggested, 600, data, val) + 0.05, (found.peak, found.reason)
 
 
 def test_a_range_test_without_a_basin_hands_over_to_a_walk_that_restores_everything() -> None:

@@ -168,7 +168,8 @@ def probe_and_choose(
         )
     if plan.walk:
         return _walked(found, anchor, source, plan, prober, result)
-    choice = _evidence(found, anchor, ceiling, plan, prober, total_steps, traits or {})
+    traits = traits or {"adaptive": 0.0, "normalised": 0.0, "dropout": 0.0}
+    choice = _evidence(found, anchor, ceiling, plan, prober, total_steps, traits)
     return result(choice.peak, choice.probes, choice.reason, choice.evidence)
 
 
@@ -200,7 +201,7 @@ def _evidence(
         peaks = [p for p in peaks if p <= ceiling * 1.000001] or [anchor]
         while len(peaks) < len(POSITIONS):
             peaks.insert(0, peaks[0] / 2)
-    start_loss = prober.start_loss()
+    start_loss = prober.start_loss("the probes")
     probes = prober.run_round(peaks, length, 1)
     repeat = prober.run_round([anchor], length, 1, seed_offset=1)[0]
     probes.append(repeat)
@@ -231,6 +232,13 @@ def _evidence(
     stay = f"the range test's suggestion ({anchor:.3g})"
     if not learned:
         return _Choice(anchor, probes, f"{stay}: no probe of {length} updates learned", ev)
+    if noise == 0:
+        return _Choice(
+            anchor, probes,
+            f"{stay}: the probes' noise could not be measured (the suggestion's probe scored "
+            "the same under another seed), so no difference between probes is evidence",
+            ev,
+        )  # fmt: skip
     if best is own or not gap > EVIDENCE * noise:
         return _Choice(
             anchor, probes,

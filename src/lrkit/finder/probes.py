@@ -160,7 +160,7 @@ class Prober:
         driver = Scheduler(self.engine.optimizer, lr=job.lr)
         self.engine.model.train()
         hooks = _ProbeHooks(self, driver, spent)
-        done = drive(self.engine, BatchStream(self.train), job.steps, hooks, scheduler=driver)
+        done = drive(self.engine, BatchStream(self._order(job)), job.steps, hooks, scheduler=driver)
         diverged = done.stop in ("nonfinite", "skipped")
         updates, loss, steps = done.updates, hooks.loss, job.steps
         score = val_loss = math.nan
@@ -182,11 +182,19 @@ class Prober:
         )
         return ProbeOutcome(probe, updates, evaluated, loss)
 
-    def start_loss(self) -> float:
+    def _order(self, job: ProbeJob) -> Iterable[Any]:
+        """The training batches of ``job``: a list of batches in its own order when the job's
+        seed is not the search's (a repeat; a loader reshuffles by its reseeded generator)."""
+        if job.seed == self.seed or not isinstance(self.train, Sequence):
+            return self.train
+        order = np.random.default_rng(job.seed).permutation(len(self.train))
+        return [self.train[int(i)] for i in order]
+
+    def start_loss(self, before: str = "the walk of probes") -> float:
         """The validation loss of the start state, before any probe trains (charged as one
         evaluation): what a probe must improve on to count as having learned."""
         self._job = None
-        self._doing = "evaluating the start state, before the walk of probes"
+        self._doing = f"evaluating the start state, before {before}"
         self.reseed()
         self.spent += self.eval_cost
         return self.engine.evaluate(self.val).loss
