@@ -223,7 +223,7 @@ def write_truth() -> None:
 FINDER_DIR = Path(__file__).resolve().parent.parent / "src" / "lrkit" / "finder"
 RANGE_FILES = ("range_test.py", "suggest.py", "result.py", "_sweep_math.py", "classic_rules.py")
 BUDGETS = (0.5, 0.25)
-RULES = ("lrkit", "min/10", "steepest", "valley", "torch-lr-finder")
+RULES = ("lrkit", "minimum", "steepest", "valley", "torch-lr-finder")
 LR_FREE = _lr_free.OPTIMIZERS
 TUNES = tuple(f"tune_lr({b:g})" for b in BUDGETS)
 
@@ -380,6 +380,9 @@ HORIZON = FINDER_DIR / "horizon_model.json"
 RIDGE = (0.3, 1.0, 3.0, 10.0, 30.0)
 EVIDENCE_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, math.inf)
 SHIFT_RANGE = (-4.0, 2.0)
+MAX_DOUBLINGS = 4.0
+"""Probes shorter than a sixteenth of the run are not evidence (``peak_choice.MIN_FRACTION``):
+the model is fitted on the searches whose probes were at least that long."""
 
 
 def smooth_best(truth: Mapping[str, Any]) -> float:
@@ -436,7 +439,13 @@ def fit_horizon(version: str) -> dict[str, Any]:
     records = {r.key: r for r in run_dir().records()}
     truth = load_truth()
     rows = [r for r in design_rows(records, truth, version) if r["evidence"] is not None]
-    fit_rows = [r for r in rows if r["y"] is not None and r["evidence"].get("learned")]
+    fit_rows = [
+        r
+        for r in rows
+        if r["y"] is not None
+        and r["evidence"].get("learned")
+        and r["evidence"]["features"]["doublings"] <= MAX_DOUBLINGS + 1e-9
+    ]
     x = np.array([[r["evidence"]["features"][k] for k in FEATURES] for r in fit_rows])
     y = np.array([r["y"] for r in fit_rows])
     mean, scale = x.mean(axis=0), x.std(axis=0)
@@ -522,7 +531,7 @@ LABELS = {
     "tune_lr(0.5)": "**tune_lr(0.5)**",
     "tune_lr(0.25)": "**tune_lr(0.25)**",
     "lrkit": "range test (lrkit rule)",
-    "min/10": "min/10",
+    "minimum": "minimum (min/10)",
     "steepest": "steepest",
     "valley": "valley",
     "torch-lr-finder": "torch-lr-finder",
@@ -665,7 +674,7 @@ def readme_lines() -> str:
     rows = scored("test")
     floor = float(np.mean([r["floor"] for r in rows.values()]))
     means = {c: _mean([r.get(c) for r in rows.values()]) for c in COLUMNS}
-    rules = ("min/10", "steepest", "valley", "torch-lr-finder")
+    rules = ("minimum", "steepest", "valley", "torch-lr-finder")
     best_rule = min((c for c in rules if means[c] is not None), key=lambda c: means[c])  # type: ignore[arg-type,return-value]
     free = [c for c in LR_FREE if means.get(c) is not None]
     best_free = min(free, key=lambda c: means[c]) if free else None  # type: ignore[arg-type,return-value]

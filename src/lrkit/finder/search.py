@@ -22,8 +22,10 @@ data, and moves away from the suggestion only on evidence:
    the best probe's peak (the vertex of a parabola through the scores in log-LR), carried to the
    run's length by the horizon model (:mod:`lrkit.finder.horizon`: the best peak of a short run
    differs from the full run's, by an amount fitted on a design set of tasks), kept below the
-   ceiling and half the smallest peak whose probe diverged. When the budget cannot buy probes
-   of at least eight updates, the answer is the range test's suggestion, and ``reason`` says so.
+   ceiling and half the smallest peak whose probe diverged. Probes shorter than a sixteenth of
+   the run (:data:`~lrkit.finder.peak_choice.MIN_FRACTION`) are not evidence and are not bought:
+   when the budget cannot buy longer ones, the answer is the range test's suggestion, and
+   ``reason`` says so.
 
 The cost unit is one optimizer update (``accumulation_steps`` batches, forward and backward); an
 evaluation batch counts as a third of a batch's update (a forward pass only). The search never
