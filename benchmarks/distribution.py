@@ -39,6 +39,7 @@ from lrkit import schedules as S
 from lrkit.experiments import RunDir, Trial, TrialRecord, run_trials
 from lrkit.experiments.trial import encode_lr
 from lrkit.tasks import get_task
+from suggestion_regret import run_metric
 
 import _lr_free
 from _report import README, machine, write_section
@@ -77,21 +78,6 @@ def train_trial(name: str, peak: float, seed: int) -> Trial:
         "eval_every": spec.steps,
     }
     return Trial(f"{name}/peak={p:.6g}/seed={seed}", cfg)
-
-
-def run_metric(rec: TrialRecord | None) -> float | None:
-    """A run's final metric (diverged: 0, as chance), ``None`` when missing or failed."""
-    if rec is None or rec.status == "failed":
-        return None
-    res = rec.result
-    if "history" in res:
-        from lrkit.train.history import History
-
-        h = History.from_dict(res["history"]) if res["history"] else None
-        m = h.final_metric if h is not None and not h.diverged else None
-    else:
-        m = None if res.get("diverged") else res.get("final_metric")
-    return max(0.0, float(m)) if m is not None and math.isfinite(m) else 0.0
 
 
 Records = Mapping[str, TrialRecord]

@@ -228,15 +228,17 @@ def _chars() -> TaskData:
     ``(N, 32)`` int64 codes, targets ``(N, 32)``: the same window shifted by one character."""
     codes = np.array([CHARS_VOCAB.index(c) for c in _grammar_text(60_000, seed=13)])
     cut = int(0.8 * len(codes))
-
-    def windows(a: np.ndarray) -> tuple[Tensor, Tensor]:
-        starts = np.arange(0, len(a) - CHARS_SEQ_LEN, 16)
-        w = torch.tensor(np.stack([a[i : i + CHARS_SEQ_LEN + 1] for i in starts]))
-        return w[:, :-1].contiguous(), w[:, 1:].contiguous()
-
-    x_train, y_train = windows(codes[:cut])
-    x_val, y_val = windows(codes[cut:])
+    x_train, y_train = text_windows(codes[:cut], CHARS_SEQ_LEN)
+    x_val, y_val = text_windows(codes[cut:], CHARS_SEQ_LEN)
     return TaskData(x_train, y_train, x_val, y_val)
+
+
+def text_windows(codes: np.ndarray, length: int, stride: int = 16) -> tuple[Tensor, Tensor]:
+    """Windows of ``length + 1`` codes, ``stride`` apart: inputs ``(N, length)`` and targets,
+    the same windows shifted by one position."""
+    starts = np.arange(0, len(codes) - length, stride)
+    w = torch.tensor(np.stack([codes[i : i + length + 1] for i in starts]))
+    return w[:, :-1].contiguous(), w[:, 1:].contiguous()
 
 
 def _token_cross_entropy(output: Tensor, target: Tensor) -> Tensor:

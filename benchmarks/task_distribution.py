@@ -48,7 +48,7 @@ from lrkit.tasks._base import mse as _mse
 from lrkit.tasks.data import digits_data, mnist1d_data, table_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_tasks import _mlp, _PatchAttention, _ResBlock1d, _ResidualMLP
+from heldout_tasks import _mlp, _PatchAttention, _ResBlock1d, _ResidualMLP, text_windows
 
 __all__ = ["SEED", "TASKS", "Spec", "draw", "half", "spec_of"]
 
@@ -227,14 +227,8 @@ def _stdlib_text() -> TaskData:
     index = {c: i for i, c in enumerate(common)}
     codes = np.array([index.get(c, TEXT_VOCAB - 1) for c in text])
     cut = int(0.85 * len(codes))
-
-    def windows(a: np.ndarray) -> tuple[Tensor, Tensor]:
-        starts = np.arange(0, len(a) - TEXT_SEQ, 16)
-        w = torch.tensor(np.stack([a[i : i + TEXT_SEQ + 1] for i in starts]))
-        return w[:, :-1].contiguous(), w[:, 1:].contiguous()
-
-    xt, yt = windows(codes[:cut])
-    xv, yv = windows(codes[cut:])
+    xt, yt = text_windows(codes[:cut], TEXT_SEQ)
+    xv, yv = text_windows(codes[cut:], TEXT_SEQ)
     return TaskData(xt, yt, xv, yv)
 
 

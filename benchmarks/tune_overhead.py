@@ -28,6 +28,7 @@ from lrkit import Scheduler
 from lrkit import schedules as S
 from lrkit.engine import BatchStream, Engine, NoHooks, drive
 from lrkit.finder import tune_lr
+from lrkit.finder.search import min_total_steps
 from lrkit.finder.task import task_setup
 from lrkit.tasks import get_task
 
@@ -90,8 +91,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    rows, fractions = [], []
+    rows, fractions, refused = [], [], []
     for name in TASKS:
+        task = get_task(name)
+        length = task.epochs * task.steps_per_epoch()
+        if length < min_total_steps(BUDGET):
+            refused.append(f"{name} ({length} updates)")
+            continue
         run_seconds(name)  # warm-up
         overheads, ratios = [], []
         for _ in range(args.rounds):
@@ -123,6 +129,13 @@ def main() -> None:
         + "\n".join(rows)
         + f"\n\nOverhead: median {median:.3f}, worst {worst:.3f} of a run: target ≤ "
         f"{TARGET:g} on every task **{verdict}**."
+        + (
+            f" Left out: {', '.join(refused)}, runs too short for tune_lr at budget "
+            f"{BUDGET:g} (its range test alone, {min_total_steps(BUDGET) * BUDGET:.0f} updates, "
+            "would exceed the budget; tune_lr refuses them and the range test alone serves)."
+            if refused
+            else ""
+        )
     )
     write_section("tune_overhead", body)
 
