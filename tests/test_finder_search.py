@@ -144,10 +144,11 @@ def test_the_plan_keeps_the_range_test_and_spends_the_rest_on_five_probes() -> N
     assert peak_choice.range_plan(299, 100) == 1
     assert peak_choice.range_plan(100, 100) == 1
     # four positions, one repeat, six evaluations (the start state's and the probes')
-    assert peak_choice.probe_plan(100, 1000, 2.0) == peak_choice.ProbePlan(5, 17)
+    assert peak_choice.probe_plan(100, 200, 2.0) == peak_choice.ProbePlan(5, 17)
     assert peak_choice.probe_plan(1e5, 400, 1.0) == peak_choice.ProbePlan(5, 100)  # a quarter
-    assert peak_choice.probe_plan(46, 1000, 1.0) == peak_choice.ProbePlan(5, 8)
-    assert peak_choice.probe_plan(45.9, 1000, 1.0) == peak_choice.ProbePlan(0, 0)
+    # a run of 100 steps: a sixteenth is 6.25 updates, so MIN_PROBE (8) is the shortest
+    assert peak_choice.probe_plan(46, 100, 1.0) == peak_choice.ProbePlan(5, 8)
+    assert peak_choice.probe_plan(45.9, 100, 1.0) == peak_choice.ProbePlan(0, 0)
     # without a basin: a walk of four probes, at most half the run each
     assert peak_choice.probe_plan(100, 1000, 2.0, bracketed=False) == peak_choice.ProbePlan(
         4, 22, walk=True
@@ -156,6 +157,48 @@ def test_the_plan_keeps_the_range_test_and_spends_the_rest_on_five_probes() -> N
         4, 20, walk=True
     )
     assert peak_choice.probe_plan(36, 1000, 1.0, bracketed=False) == peak_choice.ProbePlan(0, 0)
+
+
+@pytest.mark.parametrize(
+    ("eval_cost", "first", "steps"),
+    [(0.0, 540, 34), (8 / 3, 622, 39)],
+    ids=["free evaluations", "eight validation batches"],
+)
+def test_budget_half_buys_probes_from_the_run_whose_sixteenth_they_reach(
+    monkeypatch: pytest.MonkeyPatch, eval_cost: float, first: int, steps: int
+) -> None:
+    """Budget 0.5 after the 100-step range test leaves ``total / 2 - 100`` updates for five
+    probes and six evaluations. Free evaluations: 540 steps leave 170, probes of 34 >= 540 / 16
+    = 33.75; 539 leave 169.5, probes of 33 < 33.69. Eight validation batches (8/3 an
+    evaluation, 16 for six): 622 steps leave 211 - 16 = 195, probes of 39 >= 38.875; 621 leave
+    194.5, probes of 38 < 38.81."""
+    assert peak_choice.MIN_FRACTION == 1 / 16 and peak_choice.MIN_PROBE == 8
+    plan = peak_choice.probe_plan(0.5 * first - 100, first, eval_cost)
+    assert plan == peak_choice.ProbePlan(5, steps)
+    assert steps >= first * peak_choice.MIN_FRACTION
+    below = first - 1
+    left = 0.5 * below - 100
+    assert peak_choice.probe_plan(left, below, eval_cost) == peak_choice.ProbePlan(0, 0)
+    # MIN_PROBE alone would buy probes of steps - 1 updates there
+    monkeypatch.setattr(peak_choice, "MIN_FRACTION", 0.0)
+    assert peak_choice.probe_plan(left, below, eval_cost) == peak_choice.ProbePlan(5, steps - 1)
+
+
+def test_budget_quarter_never_buys_probes_around_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A quarter of a run after the 100-step range test leaves probes of at most
+    ``(total / 4 - 100) / 5 = total / 20 - 20`` updates, always short of a sixteenth of the run;
+    the walk without a basin has no such rule."""
+    totals = range(400, 20001, 7)
+    assert all(
+        peak_choice.probe_plan(0.25 * t - 100, t, 0.0) == peak_choice.ProbePlan(0, 0)
+        for t in totals
+    )
+    walks = [peak_choice.probe_plan(0.25 * t - 100, t, 0.0, bracketed=False) for t in totals]
+    assert walks[-1] == peak_choice.ProbePlan(4, 1225, walk=True)  # (5000 - 100) // 4
+    monkeypatch.setattr(peak_choice, "MIN_FRACTION", 0.0)
+    assert peak_choice.probe_plan(0.25 * 1000 - 100, 1000, 0.0) == peak_choice.ProbePlan(5, 30)
 
 
 def test_the_probes_sit_around_the_suggestion_and_repeat_its_own_under_another_seed(
@@ -405,7 +448,7 @@ def _regret(peak: float, total: int, data: list[Any], val: list[Any]) -> float:
 
 def test_restores_everything_respects_the_budget_and_is_deterministic() -> None:
     data, val = _split()
-    a = _tuned(data, val, 400, budget=0.5, seed=3)
+    a = _tuned(data, val, 640, budget=0.5, seed=3)  # probes of >= 640 / 16 updates
     assert isinstance(a, TuneResult) and a.peak > 0 and math.isfinite(a.peak)
     assert 0 < a.spent <= 0.5
     assert a.probes and {p.round for p in a.probes} <= {1, 2}
@@ -444,7 +487,8 @@ def test_without_val_data_a_slice_of_a_list_is_held_out() -> None:
         seen.append(id(y))
         return nn.functional.cross_entropy(out, y)
 
-    found = tune_lr(model, opt, data, loss_fn, total_steps=400, budget=0.5)
+    # two held-out batches: probes of at least (280 - 100 - 6 * 2/3) // 5 = 35 = 560 / 16
+    found = tune_lr(model, opt, data, loss_fn, total_steps=560, budget=0.5)
     assert found.holdout is not None and "2 of the 20 training batches held out" in found.holdout
     assert found.score_name == "val_loss" and found.probes
 
@@ -475,7 +519,7 @@ def test_a_custom_schedule_is_used_by_the_probes() -> None:
         data,
         nn.functional.cross_entropy,
         val_data=val,
-        total_steps=400,
+        total_steps=576,  # probes of at least (288 - 100 - 8) // 5 = 36 = 576 / 16
         schedule=cosine,
     )
     probe_calls = [(p.peak, p.steps) for p in found.probes]
@@ -545,11 +589,23 @@ def test_a_budget_below_the_range_test_raises_before_anything_changes(
 
 
 @pytest.mark.parametrize(
-    ("total", "budget", "steps"), [(200, 0.5, 100), (400, 0.1, 40)], ids=["default", "shorter"]
+    ("total", "budget", "steps", "shortest", "unfractioned"),
+    [(200, 0.5, 100, 13, 0), (400, 0.1, 40, 25, 0), (800, 0.25, 100, 50, 19)],
+    ids=["default", "shorter", "quarter"],
 )
 def test_a_budget_without_room_for_probes_answers_the_range_tests_suggestion(
-    total: int, budget: float, steps: int
+    monkeypatch: pytest.MonkeyPatch,
+    total: int,
+    budget: float,
+    steps: int,
+    shortest: int,
+    unfractioned: int,
 ) -> None:
+    """No room left after the range test (``default``, ``shorter``), or room only for probes
+    shorter than a sixteenth of the run (``quarter``: the range test stops at 97 updates of the
+    200, leaving 103; probes of (103 - 6 * 4/3) // 5 = 19 < 800 / 16 = 50): the answer is the
+    plain range test's suggestion. ``unfractioned``: the probes' length without the sixteenth
+    (:data:`~lrkit.finder.peak_choice.MIN_PROBE` alone)."""
     data, val = _split(384)
     model, opt = _setup()
     before = capture(model, opt)
@@ -572,9 +628,13 @@ def test_a_budget_without_room_for_probes_answers_the_range_tests_suggestion(
     assert found.probes == [] and found.evidence is None
     assert found.spent == pytest.approx(len(plain.lrs) / total)
     assert found.reason == (
-        "the range test's suggestion: the budget leaves no room for probes long enough to learn"
+        f"the range test's suggestion: the budget leaves no room for probes of at least "
+        f"{shortest} updates (a sixteenth of the run), the shortest whose scores are evidence"
     )
     assert_same_state(before, capture(model, opt))
+    monkeypatch.setattr(peak_choice, "MIN_FRACTION", 0.0)
+    left = budget * total - len(plain.lrs)
+    assert peak_choice.probe_plan(left, total, len(val) / 3).steps == unfractioned
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -585,7 +645,7 @@ def test_find_with_a_budget_prints_the_probes_and_writes_the_choice(tmp_path: Pa
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "lrkit", "find", "--task", "breast-cancer-mlp", "--budget"]
     proc = subprocess.run(
-        [*cmd, "0.5", "--total-steps", "400", "--out", str(out)],
+        [*cmd, "0.5", "--total-steps", "576", "--out", str(out)],  # probes of >= 576 / 16
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -653,11 +713,16 @@ def _pretrained() -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, opt
 
 
+_TOTAL = 576
+"""The run of :func:`_search_with`: four validation batches, budget 0.5 after the 100-step range
+test: probes of at least (288 - 100 - 6 * 4/3) // 5 = 36 updates, a sixteenth of the run."""
+
+
 def _search_with(loss_fn: Any, progress: Any = None) -> TuneResult:
     model, opt = _pretrained()
     data, val = _split(384)
     return tune_lr(
-        model, opt, data, loss_fn, val_data=val, total_steps=400, budget=0.5, progress=progress
+        model, opt, data, loss_fn, val_data=val, total_steps=_TOTAL, budget=0.5, progress=progress
     )
 
 
@@ -673,7 +738,7 @@ def _interrupted_at(at: int) -> tuple[search.TuneInterrupted, dict[str, Any], di
             data,
             _Calls(at, KeyboardInterrupt()),
             val_data=val,
-            total_steps=400,
+            total_steps=_TOTAL,
             budget=0.5,
         )
     assert isinstance(info.value, search.TuneInterrupted)
@@ -749,7 +814,7 @@ def test_empty_val_data_is_named_before_anything_changes(val_data: Any) -> None:
 
 def test_rounds_count_from_one_in_the_result_and_its_json(tmp_path: Path) -> None:
     data, val = _split()
-    found = _tuned(data, val, 400, budget=0.5, seed=3)
+    found = _tuned(data, val, 640, budget=0.5, seed=3)
     assert {p.round for p in found.probes} == {1}
     found.to_json(tmp_path / "tune.json")
     saved = json.loads((tmp_path / "tune.json").read_text())
@@ -761,5 +826,5 @@ def test_progress_covers_the_range_test_in_the_search_units() -> None:
     seen: list[tuple[int, int]] = []
     found = _search_with(nn.functional.cross_entropy, lambda d, t, lr, loss: seen.append((d, t)))
     swept = len(found.range_test.lrs) + (found.range_test.extended_from or 0)
-    assert seen[:swept] == [(i + 1, 200) for i in range(swept)]
-    assert all(t == 200 for _, t in seen) and seen[-1][0] <= 200
+    assert seen[:swept] == [(i + 1, 288) for i in range(swept)]
+    assert all(t == 288 for _, t in seen) and seen[-1][0] <= 288
