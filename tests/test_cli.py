@@ -219,8 +219,9 @@ def test_compare_runs_a_grid(tmp_path: Path) -> None:
 
 
 def test_tune_numbers_rounds_as_its_json_does(tmp_path: Path) -> None:
-    # wine-mlp's own run (100 steps) is too short for a range test of 100 steps and probes
-    tune = ["tune", "--task", "wine-mlp", "--budget", "0.5", "--total-steps", "400"]
+    # wine-mlp's own run (100 steps) is too short for a range test of 100 steps and probes; at
+    # budget 0.5, 560 steps buy probes of (280 - 100 - 6 / 3) // 5 = 35 = 560 / 16 updates
+    tune = ["tune", "--task", "wine-mlp", "--budget", "0.5", "--total-steps", "560"]
     out = lrkit(*tune, "--out", "tune", cwd=tmp_path)
     saved = json.loads((tmp_path / "tune" / "tune.json").read_text())
     rows = [

@@ -191,9 +191,12 @@ def test_range_test_and_tune_lr_train_fp16_with_a_scaler_and_clipping_and_restor
         model, opt, _batches(), nn.functional.cross_entropy, steps=30, **settings
     )
     assert len(found.lrs) > 0 and set(seen) == {torch.float16}
+    # five validation batches (5/3 of an update each): whatever the range test does (at most
+    # 100 updates; 256 < 300 buys no extension), probes of at least (256 - 100 - 6 * 5/3) // 5
+    # = 29 updates, past a sixteenth of the run (16)
     tuned = lrkit.tune_lr(
         model, opt, _batches(40), nn.functional.cross_entropy, val_data=_batches(5),
-        total_steps=400, **settings,
+        total_steps=256, budget=1.0, **settings,
     )  # fmt: skip
     assert tuned.probes and math.isfinite(tuned.peak)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -177,8 +177,9 @@ def test_tune_lr_probes_train_the_users_update_under_autocast_with_clipping() ->
     train, val = data[:16], data[16:]
     watch = _Watch(model, opt)
     before = capture(model, opt)
+    # eight validation batches: probes of (320 - 100 - 6 * 8/3) // 5 = 40 = 640 / 16 updates
     result = lrkit.tune_lr(
-        model, opt, train, nn.functional.cross_entropy, val_data=val, total_steps=400,
+        model, opt, train, nn.functional.cross_entropy, val_data=val, total_steps=640,
         autocast=torch.bfloat16, max_grad_norm=0.3,
     )  # fmt: skip
     assert result.probes and math.isfinite(result.peak)

@@ -362,8 +362,9 @@ def test_the_readme_trainer_snippet_tunes_and_trains_on_the_trainers_schedule(
 ) -> None:
     """No eval_dataset: a tenth of the training examples is held out, and the result says so.
     Then the Trainer trains at the peak, on its own schedule: linear with a warmup ratio. The
-    run is long enough for the range test (100 steps) and probes at half a run's budget."""
-    args = _args(tmp_path, max_steps=400, weight_decay=0.01, **_warmup_ratio(0.1))
+    run is long enough for the range test (100 steps) and probes of a sixteenth of it at half a
+    run's budget: (280 - 100 - 6 / 3) // 5 = 35 = 560 / 16 (one evaluation batch)."""
+    args = _args(tmp_path, max_steps=560, weight_decay=0.01, **_warmup_ratio(0.1))
     trainer = transformers.Trainer(model=_gpt2(), args=args, train_dataset=_Tokens())
     before = _As(trainer)
     train, sep, _ = _readme_trainer_snippet().partition("trainer.train()\n")
@@ -385,11 +386,11 @@ def test_the_readme_trainer_snippet_tunes_and_trains_on_the_trainers_schedule(
         exec(compile(sep, "README.md", "exec"), space)
     finally:
         hook.remove()
-    assert trainer.state.global_step == 400
-    expected = _hf_schedule(trainer.args, result.peak, 400)
-    assert expected[0] == 0.0 and expected[40] == pytest.approx(result.peak)  # 40 warmup steps
+    assert trainer.state.global_step == 560
+    expected = _hf_schedule(trainer.args, result.peak, 560)
+    assert expected[0] == 0.0 and expected[56] == pytest.approx(result.peak)  # 56 warmup steps
     assert used == pytest.approx(expected, rel=1e-12, abs=1e-18)
-    assert result.train_schedule().table(0, 400) == pytest.approx(expected, rel=1e-12, abs=1e-18)
+    assert result.train_schedule().table(0, 560) == pytest.approx(expected, rel=1e-12, abs=1e-18)
 
 
 def test_tune_lr_on_a_classifier_scores_the_probes_with_compute_metrics(tmp_path: Path) -> None:
@@ -400,8 +401,9 @@ def test_tune_lr_on_a_classifier_scores_the_probes_with_compute_metrics(tmp_path
         calls.append(len(p.label_ids))
         return _accuracy(p)
 
+    # four evaluation batches: probes of (288 - 100 - 6 * 4/3) // 5 = 36 = 576 / 16 updates
     args = _args(
-        tmp_path, max_steps=400, lr_scheduler_type="cosine", metric_for_best_model="accuracy"
+        tmp_path, max_steps=576, lr_scheduler_type="cosine", metric_for_best_model="accuracy"
     )
     trainer = transformers.Trainer(
         model=_bert(),
@@ -422,18 +424,19 @@ def test_tune_lr_on_a_classifier_scores_the_probes_with_compute_metrics(tmp_path
     for p in scored:
         assert 0.0 <= p.score <= 1.0
         assert p.score * 64 == pytest.approx(round(p.score * 64), abs=1e-9)  # k of 64 right
-    assert result.train_schedule().table(0, 400) == pytest.approx(
-        _hf_schedule(args, result.peak, 400), rel=1e-12, abs=1e-18
+    assert result.train_schedule().table(0, 576) == pytest.approx(
+        _hf_schedule(args, result.peak, 576), rel=1e-12, abs=1e-18
     )
 
 
 def test_every_probe_trains_on_the_same_batches(tmp_path: Path) -> None:
     """Six batches an epoch and probes longer than that: each probe starts from the same
-    epoch of the Trainer's shuffling loader, whatever the runs before it went through."""
+    epoch of the Trainer's shuffling loader, whatever the runs before it went through (probes of
+    at least (280 - 100 - 6 / 3) // 5 = 35 = 560 / 16 updates: one evaluation batch)."""
     model = _gpt2()
     trainer = transformers.Trainer(
         model=model,
-        args=_args(tmp_path, max_steps=400),
+        args=_args(tmp_path, max_steps=560),
         train_dataset=_Few(48),
         eval_dataset=_Few(16, start=48),
     )
@@ -551,7 +554,8 @@ def test_a_trainer_subclass_trains_its_own_loss(tmp_path: Path) -> None:
 
 def test_a_seq2seq_trainer_is_tuned_on_its_evaluation_loss(tmp_path: Path) -> None:
     """A tiny T5 learning to copy its input, in a Seq2SeqTrainer: no metric, so the probes are
-    scored on the evaluation loss prediction_step gives."""
+    scored on the evaluation loss prediction_step gives (two evaluation batches: probes of at
+    least (280 - 100 - 6 * 2/3) // 5 = 35 = 560 / 16 updates)."""
     transformers.set_seed(0)
     config = transformers.T5Config(
         vocab_size=32, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
@@ -559,7 +563,7 @@ def test_a_seq2seq_trainer_is_tuned_on_its_evaluation_loss(tmp_path: Path) -> No
     )  # fmt: skip
     model = transformers.T5ForConditionalGeneration(config)
     args = transformers.Seq2SeqTrainingArguments(
-        output_dir=str(tmp_path), max_steps=400, per_device_train_batch_size=8,
+        output_dir=str(tmp_path), max_steps=560, per_device_train_batch_size=8,
         per_device_eval_batch_size=16, report_to=[], use_cpu=True, save_strategy="no",
         disable_tqdm=True, seed=0,
     )  # fmt: skip

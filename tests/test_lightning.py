@@ -263,7 +263,8 @@ def test_tune_lr_on_a_datamodule_restores_the_module_without_warnings() -> None:
     before = {k: v.clone() for k, v in module.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = tune_lr(module, datamodule=Mnist1d(), total_steps=400, budget=0.5)
+        # one validation batch: probes of (280 - 100 - 6 / 3) // 5 = 35 = 560 / 16 updates
+        result = tune_lr(module, datamodule=Mnist1d(), total_steps=560, budget=0.5)
     assert result.peak > 0 and result.probes and result.spent <= 0.5
     assert result.score_name == "val_loss" and result.holdout is None
     for k, v in module.state_dict().items():
