@@ -32,7 +32,7 @@ from lrkit.finder.search import min_total_steps
 from lrkit.finder.task import task_setup
 from lrkit.tasks import get_task
 
-from _report import machine, write_section
+from _report import README, machine, write_section
 
 TASKS = (
     "mnist1d-mlp",
@@ -138,6 +138,14 @@ def main() -> None:
         )
     )
     write_section("tune_overhead", body)
+    kept = len(fractions)
+    write_section(
+        "tune_overhead_readme",
+        f"- `tune_lr` (budget {BUDGET:g}) spends {median:.2f} of a run (median over {kept} "
+        f"built-in tasks; at most {worst:.2f}) beyond the updates it trains."
+        + (f" Runs too short for it ({', '.join(refused)}) are refused." if refused else ""),
+        README,
+    )
 
 
 if __name__ == "__main__":

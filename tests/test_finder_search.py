@@ -628,8 +628,8 @@ def test_a_budget_without_room_for_probes_answers_the_range_tests_suggestion(
     assert found.probes == [] and found.evidence is None
     assert found.spent == pytest.approx(len(plain.lrs) / total)
     assert found.reason == (
-        f"the range test's suggestion: the budget leaves no room for probes of at least "
-        f"{shortest} updates (a sixteenth of the run), the shortest whose scores are evidence"
+        f"the range test's suggestion: the budget leaves no room for probes of {shortest} "
+        "updates (1/16 of the run), the shortest whose scores are evidence"
     )
     assert_same_state(before, capture(model, opt))
     monkeypatch.setattr(peak_choice, "MIN_FRACTION", 0.0)

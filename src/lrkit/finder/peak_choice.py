@@ -175,13 +175,14 @@ def probe_and_choose(
         _check_finite(found, [])
         if found.suggestion is None:
             return result(anchor, [], f"{source}; the budget leaves no room for probes")
-        return result(
-            anchor,
-            [],
-            f"{source}: the budget leaves no room for probes of at least "
-            f"{max(MIN_PROBE, math.ceil(total_steps * MIN_FRACTION))} updates (a sixteenth of "
-            "the run), the shortest whose scores are evidence",
+        shortest = math.ceil(total_steps * MIN_FRACTION)
+        why = (
+            f"{shortest} updates (1/{round(1 / MIN_FRACTION)} of the run), the shortest whose "
+            "scores are evidence"
+            if shortest > MIN_PROBE
+            else f"{MIN_PROBE} updates, the shortest probe"
         )
+        return result(anchor, [], f"{source}: the budget leaves no room for probes of {why}")
     if plan.walk:
         return _walked(found, anchor, source, plan, prober, result)
     traits = traits or {"adaptive": 0.0, "normalised": 0.0, "dropout": 0.0}
