@@ -37,6 +37,8 @@ from _lr_free import train_lr_free
 from _regret_trials import _threads, finder_data
 
 RANGE_TEST_STEPS = 100
+FIRST_MOMENTUM = 0.95
+"""The momentum (SGD, RMSprop) or beta1 (Adam, AdamW) at the start of lrkit's one cycle."""
 WARM_UP_STEPS = 60
 
 
@@ -56,10 +58,14 @@ def trial(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _optimizer(name: str, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The task's optimizer as its runs build it: ``fit`` with a one-cycle ``Hyper`` starts
+    every optimizer that has momentum at the cycle's first momentum (0.95), RMSprop included,
+    so the finders see the optimizer the runs train with."""
     spec = task_distribution.spec_of(name)
     return build_optimizer(
-        spec.optimizer, model.parameters(), lr=1e-7, weight_decay=spec.weight_decay
-    )
+        spec.optimizer, model.parameters(), lr=1e-7, weight_decay=spec.weight_decay,
+        momentum=FIRST_MOMENTUM,
+    )  # fmt: skip
 
 
 def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,8 @@ task trains with Adam/AdamW, an SGD variant where it trains with SGD (momentum 0
   combined with iterate averaging"; its default configuration "should work well out of the
   box"). DoG is SGD-like, so Adam tasks get it too.
 - **Mechanic** (`mechanic-pytorch`): ``mechanize(<the task's optimizer class>)(params, lr=1.0)``
-  (momentum 0.9 for SGD, the task's own), other arguments default (``s_decay=0.01``, betas
+  (momentum 0.9 for SGD and RMSprop, whose one cycle schedules it, as the task's runs do),
+  other arguments default (``s_decay=0.01``, betas
   (0.9, 0.99, 0.999, 0.9999, 0.99999, 0.999999), ``s_init=1e-8``), under the task's own
   schedule, lrkit's ``one_cycle``, with peak 1.0 (its README: it "tunes the scale" of any base
   optimizer and schedule, "lr=1.0" with the schedule "you would normally use").
@@ -99,7 +100,7 @@ def _settings(name: str, task: Task, steps: int | None) -> dict[str, Any]:
     if name == "mechanic":
         base = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
         kwargs: dict[str, Any] = {"lr": 1.0}
-        if task.optimizer.lower() == "sgd":
+        if task.optimizer.lower() in ("sgd", "rmsprop"):  # one_cycle schedules the momentum
             kwargs["momentum"] = 0.9
         return {
             "class": "Mechanic",

@@ -221,14 +221,18 @@ def _digest(paths: Iterable[Path]) -> str:
     return h.hexdigest()[:10]
 
 
+TRIALS = Path(__file__).resolve().parent / "_distribution_trials.py"
+
+
 def range_version() -> str:
-    """A hash of the range test and its rules."""
-    return _digest(FINDER_DIR / f for f in RANGE_FILES)
+    """A hash of the range test, its rules and the trials' set-up."""
+    return _digest([*(FINDER_DIR / f for f in RANGE_FILES), TRIALS])
 
 
 def tune_version() -> str:
-    """A hash of the whole finder (the search, the range test, the horizon model's data)."""
-    return _digest([*FINDER_DIR.glob("*.py"), FINDER_DIR / "horizon_model.json"])
+    """A hash of the whole finder (the search, the range test, the horizon model's data) and
+    the trials' set-up."""
+    return _digest([*FINDER_DIR.glob("*.py"), FINDER_DIR / "horizon_model.json", TRIALS])
 
 
 def range_trial(name: str, f: int) -> Trial:
