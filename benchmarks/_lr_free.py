@@ -162,27 +162,28 @@ def _build(spec: Mapping[str, Any], model: nn.Module) -> tuple[torch.optim.Optim
     """The optimizer, the iterate averager (DoG) or ``None``, and the lrkit schedule or ``None``."""
     cls, kwargs = spec["class"], dict(spec["kwargs"])
     averager = None
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones stay out, as in fit
     if cls == "Prodigy":
         from prodigyopt import Prodigy
 
-        opt: torch.optim.Optimizer = Prodigy(model.parameters(), **kwargs)
+        opt: torch.optim.Optimizer = Prodigy(params, **kwargs)
     elif cls in ("DAdaptAdam", "DAdaptSGD"):
         import dadaptation
 
-        opt = getattr(dadaptation, cls)(model.parameters(), **kwargs)
+        opt = getattr(dadaptation, cls)(params, **kwargs)
     elif cls == "DoG":
         from dog import DoG, PolynomialDecayAverager
 
-        opt = DoG(model.parameters(), **kwargs)
+        opt = DoG(params, **kwargs)
         averager = PolynomialDecayAverager(model)
     elif cls == "Mechanic":
         from mechanic_pytorch import mechanize
 
-        opt = mechanize(getattr(torch.optim, spec["base"]))(model.parameters(), **kwargs)
+        opt = mechanize(getattr(torch.optim, spec["base"]))(params, **kwargs)
     elif cls in ("AdamWScheduleFree", "SGDScheduleFree"):
         import schedulefree
 
-        opt = getattr(schedulefree, cls)(model.parameters(), **kwargs)
+        opt = getattr(schedulefree, cls)(params, **kwargs)
     else:
         raise ValueError(f"unknown optimizer class {cls!r}")
     return opt, averager, spec.get("schedule")
