@@ -38,7 +38,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[tuple[
 
     calls: list[tuple[Any, ...]] = []
     out = tmp_path_factory.mktemp("demo") / "run"
-    run = run_demo(out=out, seeds=2, epochs=3, workers=1, tune_progress=lambda *a: calls.append(a))
+    run = run_demo(out=out, seeds=2, epochs=5, workers=1, tune_progress=lambda *a: calls.append(a))
     return run, calls
 
 
@@ -73,7 +73,7 @@ def test_demo_trains_tune_lr_the_range_test_and_a_grid_of_peaks(
     ]
     spe = get_task("mnist1d-cnn-paper").steps_per_epoch()
     for rec in run.records:  # every arm one cycle of the same length and evaluation cadence
-        assert rec.config["steps"] == 3 * spe
+        assert rec.config["steps"] == 5 * spe
         assert rec.config["eval_every"] == spe // 4
         lr = decode_lr(rec.config["lr"])
         assert isinstance(lr, S.Hyper) and lr.momentum is not None
