@@ -15,9 +15,14 @@ end, and is counted). normalised regret = (best − score) ÷ (best − median);
 peak's, 1 the median peak's. A diverged run scores 0 (chance accuracy, r2 0). The LR-free
 optimizers are trained themselves on the fresh seeds, for the task's full length.
 
+**The horizon model** of ``tune_lr`` (``lrkit/finder/horizon_model.json``) is fitted here on
+the design half's searches (``fit``), and the evidence factor chosen, by leave-one-task-out
+cross-validation.
+
     python benchmarks/distribution.py truth [--half design|test|all] [--workers 2]
     python benchmarks/distribution.py methods [--half ...] [--methods ...]
-    python benchmarks/distribution.py report
+    python benchmarks/distribution.py fit --version <search version> [--write]
+    python benchmarks/distribution.py report --half all
 """
 
 from __future__ import annotations
