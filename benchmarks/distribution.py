@@ -597,6 +597,7 @@ def _targets(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
         over = [n for n, r in rows.items() if r[m] > max(TASK_CAP, r["floor"] + TASK_FLOOR_MARGIN)]
         peers = {p: _mean([r.get(p) for r in rows.values()]) for p in PEERS}
         worse = [LABELS[p] for p, v in peers.items() if v is not None and v <= mean]
+        unmeasured = [LABELS[p] for p, v in peers.items() if v is None]
         ok = "met" if mean <= floor + margin else "**not met**"
         lines.append(
             f"- {m}: mean {mean:.2f} against floor + {margin:g} = {floor + margin:.2f}: {ok}"
@@ -612,14 +613,17 @@ def _targets(rows: Mapping[str, Mapping[str, Any]]) -> list[str]:
         lines.append(
             "  - below every peer: "
             + ("met" if not worse else f"**not met** (level or better: {', '.join(worse)})")
+            + (f" (not run on this half: {', '.join(unmeasured)})" if unmeasured else "")
         )
     rt = _mean([r.get("lrkit") for r in rows.values()])
     others = {p: _mean([r.get(p) for r in rows.values()]) for p in PEERS if p != "lrkit"}
     worse = [LABELS[p] for p, v in others.items() if v is not None and rt is not None and v <= rt]
+    missing = [LABELS[p] for p, v in others.items() if v is None]
     lines.append(
         f"- the range test alone: mean {_f(rt)}; below every other rule, the usual LR and the "
         "LR-free optimizers: "
         + ("met" if not worse else f"**not met** (level or better: {', '.join(worse)})")
+        + (f" (not run on this half: {', '.join(missing)})" if missing else "")
     )
     return lines
 
