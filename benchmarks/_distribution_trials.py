@@ -16,9 +16,6 @@ too).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -27,19 +24,19 @@ import torch
 
 import task_distribution
 from lrkit import schedules as S
+from lrkit._threads import torch_threads
 from lrkit.experiments import run_trial
 from lrkit.finder import METHODS, range_test
 from lrkit.tasks import get_task
-from lrkit.train import fit
+from lrkit.train import History, fit
 from lrkit.train.optimizers import build_optimizer
 
 from _lr_free import train_lr_free
-from _regret_trials import _threads, finder_data
+from _regret_trials import finder_data, timed_tune, torch_lr_finder_peak
 
 RANGE_TEST_STEPS = 100
 FIRST_MOMENTUM = 0.95
 """The momentum (SGD, RMSprop) or beta1 (Adam, AdamW) at the start of lrkit's one cycle."""
-WARM_UP_STEPS = 60
 
 
 def trial(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,7 +44,7 @@ def trial(config: Mapping[str, Any]) -> dict[str, Any]:
     kind = config["kind"]
     if kind == "train":
         return run_trial(config)
-    with _threads(1):
+    with torch_threads(1):
         if kind == "lr-free":
             return train_lr_free(config)
         if kind == "range-test":
@@ -79,35 +76,14 @@ def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:
         model, _optimizer(name, model), train, task.loss_fn, steps=RANGE_TEST_STEPS, seed=seed
     )
     seconds = time.perf_counter() - t0
+    fresh = task.make_model(seed)
     return {
         "suggestions": {m: result.suggest(m).lr for m in METHODS},
-        "torch-lr-finder": _torch_lr_finder(name, seed),
+        "torch-lr-finder": torch_lr_finder_peak(task, fresh, _optimizer(name, fresh), seed),
         "stop_reason": result.stop_reason,
         "steps": len(result.lrs),
         "seconds": seconds,
     }
-
-
-def _torch_lr_finder(name: str, seed: int) -> float | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torch_lr_finder import LRFinder
-
-    task = get_task(name)
-    model = task.make_model(seed)
-    opt = _optimizer(name, model)
-    train, _ = task.loaders(seed=seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        finder = LRFinder(model, opt, task.loss_fn, device="cpu")
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            finder.range_test(train, end_lr=10, num_iter=RANGE_TEST_STEPS)
-            _, lr = finder.plot(suggest_lr=True)
-        finder.reset()
-    plt.close("all")
-    return float(lr) if lr is not None and math.isfinite(lr) else None
 
 
 def _tune(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,25 +104,18 @@ def _tune(config: Mapping[str, Any]) -> dict[str, Any]:
             maximize=True, seed=seed,
         )  # fmt: skip
 
-    def run(total: int) -> Any:
+    def run(total: int) -> History:
         return fit(
             task, lr=S.one_cycle(task.default_lr, total), steps=total, eval_every=total,
             weight_decay=spec.weight_decay, seed=seed, num_threads=1,
         )  # fmt: skip
 
-    # both code paths once, briefly, so that neither timing pays the process's start-up costs
-    with contextlib.suppress(ValueError):
-        search(max(WARM_UP_STEPS, 2 * RANGE_TEST_STEPS))
-    run(WARM_UP_STEPS)
-    t0 = time.perf_counter()
     try:
-        found = search(steps)
-    except ValueError as err:
+        found, tune_seconds, _, train_seconds = timed_tune(
+            search, run, steps, float(config["budget"])
+        )
+    except ValueError as err:  # refused: the run is too short for the budget
         return {"error": str(err), "peak": None}
-    tune_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    run(steps)
-    train_seconds = time.perf_counter() - t0
     return {
         "peak": float(found.peak),
         "range_test_peak": found.range_test.suggestion,

@@ -22,7 +22,7 @@ import hashlib
 import io
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,10 @@ from torch.utils.data import (
 
 import lrkit.finder
 from lrkit import schedules as S
+from lrkit._threads import torch_threads
 from lrkit.experiments import run_trial
 from lrkit.finder import METHODS, range_test
+from lrkit.finder.search import TuneResult, min_total_steps, tune_lr
 from lrkit.tasks import Task, get_task
 from lrkit.train import History, fit
 from lrkit.train.optimizers import build_optimizer
@@ -105,16 +107,6 @@ def torch_lr_finder_version() -> str:
         return "missing"
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def total_steps(task_name: str) -> int:
     task = get_task(task_name)
     return task.epochs * task.steps_per_epoch()
@@ -126,15 +118,15 @@ def bench_trial(config: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "train":
         return run_trial(config)
     if kind == "lr-free":
-        with _threads(1):
+        with torch_threads(1):
             return train_lr_free(config)
     if kind == "range-test":
         return _range_test(config)
     if kind == "torch-lr-finder":
-        with _threads(1):
+        with torch_threads(1):
             return {"peak": _torch_lr_finder(str(config["task"]), int(config["finder_seed"]))}
     if kind == "tune":
-        with _threads(1):
+        with torch_threads(1):
             return _tune(config)
     raise ValueError(f"unknown trial kind {kind!r}")
 
@@ -145,7 +137,7 @@ def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:
     model = task.make_model(seed)
     opt = build_optimizer(task.optimizer, model.parameters(), lr=1e-7)
     train, _ = task.loaders(seed=seed)
-    with _threads(1):
+    with torch_threads(1):
         result = range_test(model, opt, train, task.loss_fn, steps=100, seed=seed)
     return {
         "suggestions": {m: result.suggest(m).lr for m in METHODS},
@@ -155,14 +147,24 @@ def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _torch_lr_finder(task_name: str, seed: int) -> float | None:
+    task = get_task(task_name)
+    model = task.make_model(seed)
+    return torch_lr_finder_peak(
+        task, model, build_optimizer(task.optimizer, model.parameters(), lr=1e-7), seed
+    )
+
+
+def torch_lr_finder_peak(
+    task: Task, model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int
+) -> float | None:
+    """pytorch-lr-finder's own suggestion (steepest gradient) on ``task``'s training loader of
+    ``seed``: 100 steps up to 10, as its README's example, for ``model`` and ``opt``."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from torch_lr_finder import LRFinder
 
-    task = get_task(task_name)
-    model = task.make_model(seed)
-    opt = build_optimizer(task.optimizer, model.parameters(), lr=1e-7)
     train, _ = task.loaders(seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -171,8 +173,6 @@ def _torch_lr_finder(task_name: str, seed: int) -> float | None:
             finder.range_test(train, end_lr=10, num_iter=100)
             _, lr = finder.plot(suggest_lr=True)
         finder.reset()
-    import matplotlib.pyplot as plt
-
     plt.close("all")
     return float(lr) if lr is not None and math.isfinite(lr) else None
 
@@ -203,7 +203,6 @@ def finder_data(task: Task, seed: int, tune_val: str) -> tuple[Any, Any, Any]:
 
 
 def _tune(config: Mapping[str, Any]) -> dict[str, Any]:
-    from lrkit.finder.search import TuneResult, tune_lr
 
     task = get_task(str(config["task"]))
     seed = int(config["finder_seed"])
@@ -230,16 +229,9 @@ def _tune(config: Mapping[str, Any]) -> dict[str, Any]:
         lr = S.one_cycle(task.default_lr, total)
         return fit(task, lr=lr, steps=total, eval_every=total, seed=seed, num_threads=1)
 
-    # both code paths once, briefly, so that neither timing pays the process's start-up costs
-    with contextlib.suppress(ValueError):
-        search(min(steps, WARM_UP_STEPS))
-    run(min(steps, WARM_UP_STEPS))
-    t0 = time.perf_counter()
-    found = search(steps)
-    tune_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    history = run(steps)
-    train_seconds = time.perf_counter() - t0
+    found, tune_seconds, history, train_seconds = timed_tune(
+        search, run, steps, float(config["budget"])
+    )
     return {
         "peak": float(found.peak),
         "spent": float(found.spent),
@@ -249,3 +241,22 @@ def _tune(config: Mapping[str, Any]) -> dict[str, Any]:
         "train_seconds": train_seconds,
         "train_diverged": history.diverged,
     }
+
+
+def timed_tune(
+    search: Callable[[int], TuneResult], run: Callable[[int], History], steps: int, budget: float
+) -> tuple[TuneResult, float, History, float]:
+    """``search(steps)`` and ``run(steps)`` (a search and a training run of ``steps``
+    updates), each timed, after both ran once briefly (the search as short as ``budget``
+    allows), so that neither timing pays the process's start-up costs: the search's result and
+    seconds, and the run's history and seconds. A ``ValueError`` of the timed search
+    propagates."""
+    with contextlib.suppress(ValueError):
+        search(max(min(steps, WARM_UP_STEPS), min_total_steps(budget)))
+    run(min(steps, WARM_UP_STEPS))
+    t0 = time.perf_counter()
+    found = search(steps)
+    tune_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    history = run(steps)
+    return found, tune_seconds, history, time.perf_counter() - t0

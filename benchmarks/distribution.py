@@ -43,6 +43,7 @@ from _distribution_trials import trial as dist_trial
 from lrkit import schedules as S
 from lrkit.experiments import RunDir, Trial, TrialRecord, run_trials
 from lrkit.experiments.trial import encode_lr
+from lrkit.finder.peak_choice import decide
 from lrkit.tasks import get_task
 from suggestion_regret import run_metric
 
@@ -327,33 +328,37 @@ def _rec_result(records: Records, key: str) -> dict[str, Any] | None:
     return rec.result
 
 
-def method_peaks(records: Records, name: str, version: str | None = None) -> dict[str, list[Any]]:
-    """Each finder's peak per finder seed (``None``: no suggestion; missing trials left out)."""
-    out: dict[str, list[Any]] = {}
+def method_peaks(
+    records: Records, name: str, version: str | None = None
+) -> dict[str, dict[int, Any]]:
+    """Each finder's outcome by finder seed, missing trials left out: a rule's peak (``None``:
+    no suggestion), or a tune trial's result."""
+    out: dict[str, dict[int, Any]] = {}
     for f in SEEDS:
         res = _rec_result(records, range_trial(name, f).key)
         if res is not None:
             for m in RULES:
                 lr = res["torch-lr-finder"] if m == "torch-lr-finder" else res["suggestions"][m]
-                out.setdefault(m, []).append(lr)
+                out.setdefault(m, {})[f] = lr
         for b in BUDGETS:
             res = _rec_result(records, tune_trial(name, f, b, version).key)
             if res is not None:
-                out.setdefault(f"tune_lr({b:g})", []).append(res)
+                out.setdefault(f"tune_lr({b:g})", {})[f] = res
     return out
 
 
 def score_task(records: Records, name: str, truth: Mapping[str, Any]) -> dict[str, Any]:
-    """Every method's normalised regret on one task (``None`` where its trials are missing)."""
+    """Every method's normalised regret on one task (``None`` where its trials are missing),
+    and how many of its peaks fell outside the grid."""
     row: dict[str, Any] = {"floor": floor_of(truth), "outside": {}, "notes": {}}
-    for m, vals in method_peaks(records, name).items():
+    found = method_peaks(records, name)
+    for m, by_seed in found.items():
         peaks = []
-        for v in vals:
+        for f, v in by_seed.items():
             if isinstance(v, dict):  # a tune trial
                 if v.get("peak") is None:  # refused: the user runs the range test alone
                     row["notes"][m] = "budget below the range test: the range test's rule"
-                    rt = [x for x in method_peaks(records, name).get("lrkit", [])]
-                    v = rt[len(peaks)] if len(rt) > len(peaks) else None
+                    v = found.get("lrkit", {}).get(f)
                 else:
                     v = v["peak"]
             peaks.append(v)
@@ -498,24 +503,21 @@ def fit_horizon(version: str) -> dict[str, Any]:
 
 def _decide(row: Mapping[str, Any], k: float, shift: float | None) -> float:
     """What the search answers for a recorded row with evidence factor ``k`` and horizon shift
-    ``shift`` (as :func:`lrkit.finder.peak_choice._evidence` decides)."""
+    ``shift`` (``None``: no shift available, the suggestion), by the search's own rule
+    (:func:`lrkit.finder.peak_choice.decide`). A recorded ``None`` is an infinite noise or gap
+    (JSON has no infinity)."""
     ev = row["evidence"]
-    anchor = ev["anchor"]
-    noise = ev["noise"]
-    if not ev.get("learned") or shift is None or noise == 0 or not (ev["gap"] > k * noise):
-        return float(anchor)
-    if ev["gap"] <= 0:
-        return float(anchor)
-    peak = ev["vertex"] * 2.0**shift
-    cap = ev.get("cap")
-    return float(min(peak, cap) if cap is not None else peak)
+    if shift is None:
+        return float(ev["anchor"])
+    inf = {key: math.inf for key in ("noise", "gap") if ev.get(key) is None}
+    return decide({**ev, **inf, "shift": shift}, k)[0]
 
 
 def run_fit(version: str, write: bool) -> None:
     out = fit_horizon(version)
     print(f"design searches: {out['rows']}, fitted on {out['fit_rows']} whose probes learned")
     print("leave-one-task-out RMSE (doublings) by ridge penalty:", out["cv"])
-    print(f"a constant: {out['const_rmse']:.3f}")
+    print(f"a constant, in sample (not cross-validated): {out['const_rmse']:.3f}")
     print("design mean regret by evidence factor (cross-validated shifts):")
     for k, v in out["evidence"].items():
         print(f"  k={k:g}: " + ", ".join(f"budget {b:g}: {r:.3f}" for b, r in v.items()))
@@ -694,6 +696,15 @@ def render(half: str) -> str:
     if notes:
         out += [
             f"Note: {len([1 for r in rows.values() if r['notes']])} tasks where {notes[0]}.",
+            "",
+        ]
+    outside = {c: sum(r["outside"].get(c, 0) for r in rows.values()) for c in cols}
+    if any(outside.values()):
+        out += [
+            "Peaks outside the grid, scored at its nearest end (finder runs, of "
+            f"{len(SEEDS) * len(rows)} each): "
+            + ", ".join(f"{LABELS[c]} {n}" for c, n in outside.items() if n)
+            + ".",
             "",
         ]
     out.append(f"Machine: {machine()}.")

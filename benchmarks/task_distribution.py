@@ -42,13 +42,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lrkit._threads import torch_threads
 from lrkit.tasks import Task, TaskData, accuracy, r2_score, register_task
 from lrkit.tasks._base import cross_entropy
 from lrkit.tasks._base import mse as _mse
 from lrkit.tasks.data import digits_data, mnist1d_data, table_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_tasks import _mlp, _PatchAttention, _ResBlock1d, _ResidualMLP, text_windows
+from heldout_tasks import (
+    _mlp,
+    _PatchAttention,
+    _ResBlock1d,
+    _ResidualMLP,
+    _token_accuracy,
+    _token_cross_entropy,
+    text_windows,
+)
 
 __all__ = ["SEED", "TASKS", "Spec", "draw", "half", "spec_of"]
 
@@ -87,14 +96,6 @@ class Spec:
     def default_lr(self) -> float:
         return DEFAULT_LR[self.optimizer]
 
-    @property
-    def normalised(self) -> bool:
-        return any(k in self.family for k in ("bn", "ln", "res", "transformer", "lm"))
-
-    @property
-    def dropout(self) -> bool:
-        return "drop" in self.family
-
 
 def _digest(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()
@@ -103,8 +104,15 @@ def _digest(name: str) -> str:
 def half(name: str) -> str:
     """``"design"`` or ``"test"``: the tasks of :data:`TASKS` sorted by the SHA-256 of their
     names; the first half (rounded down) is the design half."""
+    if name not in TASKS:
+        raise ValueError(f"{name!r} is not a task of the distribution")
+    return "design" if name in _design() else "test"
+
+
+@functools.cache
+def _design() -> frozenset[str]:
     ranked = sorted(TASKS, key=_digest)
-    return "design" if ranked.index(name) < len(ranked) // 2 else "test"
+    return frozenset(ranked[: len(ranked) // 2])
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -433,10 +441,7 @@ def _resnet1d(width: int) -> nn.Module:
 def _backbone_state() -> dict[str, Tensor]:
     """An MLP (40-128-128-10) pretrained here on MNIST-1D digits 0-4 (AdamW 1e-3, 1,500 updates
     of 64, seed 0), for the fine-tuning family; built once per process, deterministically."""
-    torch_state = torch.random.get_rng_state()
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = _mlp([40, 128, 128, 10])
         d = _mnist1d("mnist1d")
@@ -451,9 +456,6 @@ def _backbone_state() -> dict[str, Tensor]:
             loss.backward()
             opt.step()
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
-    finally:
-        torch.set_num_threads(threads)
-        torch.random.set_rng_state(torch_state)
 
 
 def _finetuned(frozen: bool) -> nn.Module:
@@ -678,14 +680,6 @@ def make_task(spec: Spec) -> Task:
         optimizer=spec.optimizer,
         default_lr=spec.default_lr,
     )
-
-
-def _token_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
-    return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
-
-
-def _token_accuracy(output: Tensor, target: Tensor) -> float:
-    return float((output.argmax(dim=-1) == target).float().mean().item())
 
 
 TASKS: dict[str, Spec] = {s.name: s for s in draw()}

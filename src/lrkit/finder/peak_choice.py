@@ -19,7 +19,7 @@ by a :class:`~lrkit.finder.probes.Prober`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "MIN_PROBE",
     "POSITIONS",
     "ProbePlan",
+    "decide",
     "probe_and_choose",
     "probe_plan",
     "range_plan",
@@ -224,56 +225,75 @@ def _evidence(
     probes.append(repeat)
     _check_finite(found, probes)
     own = next(p for p in probes if math.isclose(p.peak, anchor, rel_tol=1e-9))
-    ranked = sorted(probes[: len(peaks)], key=prober.key)
-    best = ranked[0]
+    best = min(probes[: len(peaks)], key=prober.key)
     noise = abs(prober.key(own) - prober.key(repeat))
-    if not math.isfinite(noise):
-        noise = math.inf if own.diverged == repeat.diverged else 0.0
+    if math.isnan(noise):  # both diverged: no bound on how far they could differ
+        noise = math.inf
     gap = prober.key(own) - prober.key(best)
-    ev: dict[str, Any] = {
-        "anchor": anchor, "ceiling": ceiling, "noise": noise, "gap": gap,
-        "start_loss": start_loss, "moved": False,
-    }  # fmt: skip
     vertex = _vertex(probes[: len(peaks)], prober)
     x = horizon.features(
         traits, total_steps=total_steps, probe_steps=length, anchor=anchor, best_probe=vertex,
         ceiling=ceiling, peaks=[p.peak for p in probes[: len(peaks)]],
         keys=[prober.key(p) for p in probes[: len(peaks)]],
     )  # fmt: skip
-    shift = horizon.load().predict(x)
-    diverged = [p.peak for p in probes if p.diverged]
-    cap = min([c for c in (ceiling, min(diverged) / 2 if diverged else None) if c is not None],
-              default=None)  # fmt: skip
-    learned = _learned(best, start_loss)
-    ev.update(vertex=vertex, shift=shift, features=x, cap=cap, learned=learned)
+    ev: dict[str, Any] = {
+        "anchor": anchor, "ceiling": ceiling, "noise": noise, "gap": gap,
+        "start_loss": start_loss, "vertex": vertex, "shift": horizon.load().predict(x),
+        "features": x, "cap": _cap(probes, ceiling), "learned": _learned(best, start_loss),
+    }  # fmt: skip
+    peak, case = decide(ev)
+    ev["moved"] = case in ("moved", "capped")
     stay = f"the range test's suggestion ({anchor:.3g})"
-    if not learned:
-        return _Choice(anchor, probes, f"{stay}: no probe of {length} updates learned", ev)
-    if noise == 0:
-        return _Choice(
-            anchor, probes,
+    reasons = {
+        "not learned": f"{stay}: no probe of {length} updates learned",
+        "noise unmeasured": (
             f"{stay}: the probes' noise could not be measured (the suggestion's probe scored "
-            "the same under another seed), so no difference between probes is evidence",
-            ev,
-        )  # fmt: skip
-    if best is own or not gap > EVIDENCE * noise:
-        return _Choice(
-            anchor, probes,
+            "the same under another seed), so no difference between probes is evidence"
+        ),
+        "within noise": (
             f"{stay}: no probe of {length} updates beat it by more than {EVIDENCE:g} times "
-            f"the probes' noise ({_fmt(gap)} against noise {_fmt(noise)})",
-            ev,
-        )  # fmt: skip
-    peak = vertex * 2.0**shift
+            f"the probes' noise ({_fmt(gap)} against noise {_fmt(noise)})"
+        ),
+    }
+    if case in reasons:
+        return _Choice(peak, probes, reasons[case], ev)
     how = (
         f"probes of {length} updates around the range test's suggestion ({anchor:.3g}): the "
         f"best ({vertex:.3g}) beat it by {_fmt(gap)} against noise {_fmt(noise)}; carried to "
-        f"{total_steps} updates by the horizon model ({shift:+.2f} doublings)"
+        f"{total_steps} updates by the horizon model ({ev['shift']:+.2f} doublings)"
     )
-    if cap is not None and peak > cap:
-        peak = cap
-        how += f", capped at {cap:.3g}"
-    ev["moved"] = True
+    if case == "capped":
+        how += f", capped at {peak:.3g}"
     return _Choice(peak, probes, how, ev)
+
+
+def decide(evidence: Mapping[str, Any], factor: float = EVIDENCE) -> tuple[float, str]:
+    """The search's answer from its evidence (:attr:`TuneResult.evidence
+    <lrkit.finder.tune_result.TuneResult.evidence>` of probes around the suggestion) and which
+    case gave it: the suggestion (``"not learned"``, ``"noise unmeasured"`` when the noise is 0,
+    ``"within noise"`` when the gap is not above ``factor`` times the noise), else the vertex
+    carried by the horizon shift (``"moved"``), or the cap when that is lower (``"capped"``)."""
+    anchor = float(evidence["anchor"])
+    if not evidence["learned"]:
+        return anchor, "not learned"
+    noise = evidence["noise"]
+    if noise == 0:
+        return anchor, "noise unmeasured"
+    if not evidence["gap"] > factor * noise:
+        return anchor, "within noise"
+    peak = evidence["vertex"] * 2.0 ** evidence["shift"]
+    cap = evidence["cap"]
+    if cap is not None and peak > cap:
+        return float(cap), "capped"
+    return float(peak), "moved"
+
+
+def _cap(probes: Sequence[Probe], ceiling: float | None) -> float | None:
+    """The highest peak the search may answer: below the range test's ``ceiling`` and half the
+    smallest peak whose probe diverged (``None``: neither)."""
+    diverged = [p.peak for p in probes if p.diverged]
+    caps = [c for c in (ceiling, min(diverged) / 2 if diverged else None) if c is not None]
+    return min(caps, default=None)
 
 
 def _fmt(x: float) -> str:
@@ -297,9 +317,9 @@ def _walked(
         where += ", none of which learned: the largest that did not diverge"
         peak = max((p.peak for p in probes if not p.diverged), default=anchor)
     _check_finite(found, probes)
-    diverged = [p.peak for p in probes if p.diverged]
-    if diverged and peak > min(diverged) / 2:
-        peak = min(diverged) / 2
+    cap = _cap(probes, None)
+    if cap is not None and peak > cap:
+        peak = cap
         where += f", capped at {peak:.3g}"
     return result(peak, probes, where)  # type: ignore[no-any-return]
 

@@ -112,10 +112,11 @@ class Prober:
             return f"in the probes of the search: {what}, {done}"
         return f"in the probes of the search: validating {what}"
 
-    def reseed(self) -> None:
-        """The same start for every run: the snapshot's state, then the search's seed."""
+    def reseed(self, seed: int | None = None) -> None:
+        """The same start for every run: the snapshot's state, then ``seed`` (default: the
+        search's)."""
         self.snap.restore()
-        reseed(self.seed, self.sources, self.engine.device)
+        reseed(self.seed if seed is None else seed, self.sources, self.engine.device)
 
     def run_round(
         self, peaks: Sequence[float], steps: int, round_: int, seed_offset: int = 0
@@ -155,8 +156,7 @@ class Prober:
         """Train ``job.lr`` from the start state and score it (``spent``: the search's cost so
         far, for the progress callback)."""
         self._job, self._applied = job, 0
-        self.snap.restore()
-        reseed(job.seed, self.sources, self.engine.device)
+        self.reseed(job.seed)
         driver = Scheduler(self.engine.optimizer, lr=job.lr)
         self.engine.model.train()
         hooks = _ProbeHooks(self, driver, spent)

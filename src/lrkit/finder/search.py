@@ -457,15 +457,14 @@ def _bracket(
     extension as far as the budget holds it (:func:`range_plan`), on the search's own engine and
     snapshot, reporting through ``sweep``; :class:`TuneInterrupted` when Ctrl-C cut it short.
     The state is as it was before it afterwards."""
-    steps, extend = range_test_steps, range_plan(sweep.units, range_test_steps)
-    low, high = start_lr, end_lr
+    extend = range_plan(sweep.units, range_test_steps)
     sweep.started = True
     start = _RangeTestStart(snap, RngState.capture(train))
     try:
         first = peek_checked(train, None, has_step_fn=has_step_fn)
         found = range_sweep(
-            engine, start, train, first, steps, start_lr=low, end_lr=high, seed=seed,
-            progress=sweep, extend=extend, band=False,
+            engine, start, train, first, range_test_steps, start_lr=start_lr, end_lr=end_lr,
+            seed=seed, progress=sweep, extend=extend, band=False,
         )  # fmt: skip
     finally:
         start.restore()
