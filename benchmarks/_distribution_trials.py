@@ -16,7 +16,6 @@ too).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,15 +25,13 @@ import task_distribution
 from lrkit import schedules as S
 from lrkit._threads import torch_threads
 from lrkit.experiments import run_trial
-from lrkit.finder import METHODS, range_test
 from lrkit.tasks import get_task
 from lrkit.train import History, fit
 from lrkit.train.optimizers import build_optimizer
 
 from _lr_free import train_lr_free
-from _regret_trials import finder_data, timed_tune, torch_lr_finder_peak
+from _regret_trials import finder_data, range_test_rules, timed_tune, torch_lr_finder_peak
 
-RANGE_TEST_STEPS = 100
 FIRST_MOMENTUM = 0.95
 """The momentum (SGD, RMSprop) or beta1 (Adam, AdamW) at the start of lrkit's one cycle."""
 
@@ -69,20 +66,10 @@ def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:
     name = str(config["task"])
     task = get_task(name)
     seed = int(config["finder_seed"])
-    model = task.make_model(seed)
-    train, _ = task.loaders(seed=seed)
-    t0 = time.perf_counter()
-    result = range_test(
-        model, _optimizer(name, model), train, task.loss_fn, steps=RANGE_TEST_STEPS, seed=seed
-    )
-    seconds = time.perf_counter() - t0
-    fresh = task.make_model(seed)
+    model, fresh = task.make_model(seed), task.make_model(seed)
     return {
-        "suggestions": {m: result.suggest(m).lr for m in METHODS},
+        **range_test_rules(task, model, _optimizer(name, model), seed),
         "torch-lr-finder": torch_lr_finder_peak(task, fresh, _optimizer(name, fresh), seed),
-        "stop_reason": result.stop_reason,
-        "steps": len(result.lrs),
-        "seconds": seconds,
     }
 
 

@@ -136,13 +136,28 @@ def _range_test(config: Mapping[str, Any]) -> dict[str, Any]:
     seed = int(config["finder_seed"])
     model = task.make_model(seed)
     opt = build_optimizer(task.optimizer, model.parameters(), lr=1e-7)
-    train, _ = task.loaders(seed=seed)
     with torch_threads(1):
+        return range_test_rules(task, model, opt, seed)
+
+
+def range_test_rules(
+    task: Task, model: torch.nn.Module, opt: torch.optim.Optimizer, seed: int
+) -> dict[str, Any]:
+    """lrkit's range test (100 steps, as ``lrkit find``) of ``model`` and ``opt`` on
+    ``task``'s training loader of ``seed``, with the global RNGs seeded by ``seed`` too (dropout
+    draws from them, so the result does not depend on what ran before in the process): every
+    rule's suggestion, the stop reason, the steps and the seconds."""
+    train, _ = task.loaders(seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
         result = range_test(model, opt, train, task.loss_fn, steps=100, seed=seed)
+        seconds = time.perf_counter() - t0
     return {
         "suggestions": {m: result.suggest(m).lr for m in METHODS},
         "stop_reason": result.stop_reason,
         "steps": len(result.lrs),
+        "seconds": seconds,
     }
 
 
